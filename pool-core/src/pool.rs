@@ -1,0 +1,1144 @@
+//! Connection accounting: which connection a request gets, or why it must wait.
+//!
+//! The pool never touches a socket. The driver asks [`Pool::checkout`] and does what the
+//! answer says: reuse a connection, open one (and report back with [`Pool::on_connected`] or
+//! [`Pool::on_connect_failed`]), or park until [`Pool::poll_grant`] hands the waiter something.
+//! Caps hold whatever the order of calls: never more than `max_total` connections, never more
+//! than an endpoint's cap, never two requests on one HTTP/1 connection.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{ConfigError, check_nonzero, check_range};
+use crate::time::Time;
+
+/// Limits of the connection pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Connections open (or opening) across all endpoints. Default: 100.
+    pub max_total: u32,
+    /// Connections open (or opening) to one endpoint. Default: 30.
+    pub max_per_endpoint: u32,
+    /// Idle HTTP/1 connections kept per endpoint; more are closed on release. Default: 10.
+    pub max_idle_per_endpoint: u32,
+    /// An idle connection older than this is closed (before the server does it). Default: 30 s.
+    #[serde(with = "crate::time::secs")]
+    pub idle_timeout: Duration,
+    /// A connection older than this is closed once idle. Default: 30 min.
+    #[serde(with = "crate::time::opt_secs")]
+    pub max_lifetime: Option<Duration>,
+    /// Requests allowed to wait for a connection at once. Default: 1024.
+    pub max_waiters: u32,
+    /// Wait when full (`true`) or refuse at once (`false`). Default: true.
+    pub block: bool,
+    /// HTTP/2 streams assumed per connection until the peer says otherwise. Default: 100.
+    pub http2_default_streams: u32,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            max_total: 100,
+            max_per_endpoint: 30,
+            max_idle_per_endpoint: 10,
+            idle_timeout: Duration::from_secs(30),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            max_waiters: 1024,
+            block: true,
+            http2_default_streams: 100,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// Refuses caps that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_range("max_total", self.max_total, 1, 100_000)?;
+        check_range("max_per_endpoint", self.max_per_endpoint, 1, self.max_total)?;
+        check_range("max_idle_per_endpoint", self.max_idle_per_endpoint, 0, self.max_per_endpoint)?;
+        check_nonzero("idle_timeout", self.idle_timeout)?;
+        if let Some(lifetime) = self.max_lifetime {
+            check_nonzero("max_lifetime", lifetime)?;
+        }
+        check_range("max_waiters", self.max_waiters, 0, 1_000_000)?;
+        check_range("http2_default_streams", self.http2_default_streams, 1, 10_000)?;
+        Ok(())
+    }
+}
+
+/// A connection slot. Stale ids (of closed connections) are ignored by every call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId {
+    index: u32,
+    generation: u32,
+}
+
+impl ConnId {
+    /// A number unique among open connections (reused after close).
+    pub fn index(self) -> u32 {
+        self.index
+    }
+}
+
+/// A request parked in the pool's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaiterId(u64);
+
+/// What a connection speaks, as learnt when it was established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Protocol {
+    /// One request at a time.
+    Http1,
+    /// Up to `max_streams` requests at once.
+    Http2 {
+        /// The peer's `SETTINGS_MAX_CONCURRENT_STREAMS` (or the configured default).
+        max_streams: u32,
+    },
+}
+
+/// The answer to [`Pool::checkout`].
+#[must_use]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checkout {
+    /// Send on this open connection; call [`Pool::release`] when the response is done.
+    Reuse(ConnId),
+    /// Open a connection in this slot; report with `on_connected` or `on_connect_failed`.
+    Connect(ConnId),
+    /// Wait: [`Pool::poll_grant`] will hand this waiter a [`Grant`] by its deadline.
+    Wait(WaiterId),
+    /// Refused at once.
+    Reject(Reject),
+}
+
+/// Why a checkout was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Reject {
+    /// Every connection is in use and the pool does not block (or the deadline passed).
+    Full,
+    /// Too many requests already wait.
+    QueueFull,
+}
+
+/// What a waiter finally gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Grant {
+    /// As [`Checkout::Reuse`].
+    Reuse(ConnId),
+    /// As [`Checkout::Connect`].
+    Connect(ConnId),
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// Why a connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CloseReason {
+    /// Idle longer than `idle_timeout`.
+    IdleTimeout,
+    /// Older than `max_lifetime`.
+    MaxLifetime,
+    /// An error on the connection.
+    Broken,
+    /// The server closed it.
+    ServerClosed,
+    /// The pool shrank.
+    Shrink,
+    /// More idle connections than `max_idle_per_endpoint`.
+    Surplus,
+    /// Closed to make room for another endpoint under `max_total`.
+    Evicted,
+    /// It failed a health check.
+    FailedCheck,
+    /// The client shut down.
+    Shutdown,
+}
+
+impl CloseReason {
+    const ALL: [CloseReason; 9] = [
+        CloseReason::IdleTimeout,
+        CloseReason::MaxLifetime,
+        CloseReason::Broken,
+        CloseReason::ServerClosed,
+        CloseReason::Shrink,
+        CloseReason::Surplus,
+        CloseReason::Evicted,
+        CloseReason::FailedCheck,
+        CloseReason::Shutdown,
+    ];
+}
+
+/// Connections closed, by reason.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClosedCounts {
+    /// Idle longer than `idle_timeout`.
+    pub idle_timeout: u64,
+    /// Older than `max_lifetime`.
+    pub max_lifetime: u64,
+    /// An error on the connection.
+    pub broken: u64,
+    /// The server closed it.
+    pub server_closed: u64,
+    /// The pool shrank.
+    pub shrink: u64,
+    /// Over `max_idle_per_endpoint`.
+    pub surplus: u64,
+    /// Made room for another endpoint.
+    pub evicted: u64,
+    /// Failed a health check.
+    pub failed_check: u64,
+    /// Client shut down.
+    pub shutdown: u64,
+}
+
+impl ClosedCounts {
+    fn slot(&mut self, reason: CloseReason) -> &mut u64 {
+        match reason {
+            CloseReason::IdleTimeout => &mut self.idle_timeout,
+            CloseReason::MaxLifetime => &mut self.max_lifetime,
+            CloseReason::Broken => &mut self.broken,
+            CloseReason::ServerClosed => &mut self.server_closed,
+            CloseReason::Shrink => &mut self.shrink,
+            CloseReason::Surplus => &mut self.surplus,
+            CloseReason::Evicted => &mut self.evicted,
+            CloseReason::FailedCheck => &mut self.failed_check,
+            CloseReason::Shutdown => &mut self.shutdown,
+        }
+    }
+
+    /// Connections closed for `reason`.
+    pub fn get(&self, reason: CloseReason) -> u64 {
+        let mut copy = *self;
+        *copy.slot(reason)
+    }
+
+    /// All closed connections.
+    pub fn total(&self) -> u64 {
+        CloseReason::ALL.iter().map(|r| self.get(*r)).sum()
+    }
+}
+
+/// Counters and gauges of one endpoint's connections (or of the whole pool).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PoolStats {
+    /// Connections established.
+    pub created: u64,
+    /// Checkouts served by an open connection.
+    pub reused: u64,
+    /// Connection attempts that failed.
+    pub connect_failed: u64,
+    /// Connections closed, by reason.
+    pub closed: ClosedCounts,
+    /// Checkouts that had to wait.
+    pub waited: u64,
+    /// Waiters whose deadline passed.
+    pub wait_timeouts: u64,
+    /// Checkouts refused at once.
+    pub rejected: u64,
+    /// Sum of wait times of granted waiters.
+    pub wait_time_total: Duration,
+    /// Longest wait of a granted waiter.
+    pub wait_time_max: Duration,
+    /// Most connections open at once.
+    pub peak_open: u32,
+    /// Connections open or opening now.
+    pub open: u32,
+    /// Connections being opened now.
+    pub connecting: u32,
+    /// Established connections with no request now.
+    pub idle: u32,
+    /// Established connections with at least one request now.
+    pub busy: u32,
+    /// Requests on connections now.
+    pub in_flight: u32,
+    /// Requests waiting now.
+    pub waiting: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Owner {
+    Request,
+    Warmup,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Connecting(Owner),
+    Ready { protocol: Protocol, in_use: u32, idle_since: Time },
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    endpoint: u32,
+    created_at: Time,
+    state: State,
+}
+
+#[derive(Debug)]
+struct Slot {
+    generation: u32,
+    conn: Option<Conn>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiter {
+    id: WaiterId,
+    deadline: Time,
+    since: Time,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    /// Effective cap from dynamic sizing (clamped by `max_per_endpoint`).
+    target: u32,
+    open: u32,
+    connecting: u32,
+    /// Idle HTTP/1 connections, most recently used last (LIFO).
+    idle: Vec<ConnId>,
+    /// Established HTTP/2 connections.
+    shared: Vec<ConnId>,
+    http2: bool,
+    waiters: VecDeque<Waiter>,
+    stats: PoolStats,
+}
+
+/// Connection accounting for every endpoint of a client.
+#[derive(Debug)]
+pub struct Pool {
+    config: PoolConfig,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    endpoints: Vec<Endpoint>,
+    open_total: u32,
+    waiting_total: u32,
+    next_waiter: u64,
+    grants: VecDeque<(WaiterId, Grant)>,
+    closes: VecDeque<(ConnId, CloseReason)>,
+    peak_total: u32,
+}
+
+impl Pool {
+    /// A pool for `endpoints` endpoints, every one starting at the full per-endpoint cap.
+    pub fn new(config: PoolConfig, endpoints: usize) -> Result<Pool, ConfigError> {
+        config.validate()?;
+        if endpoints == 0 || endpoints > 1024 {
+            return Err(ConfigError::new("endpoints", format!("must be in 1..=1024, got {endpoints}")));
+        }
+        let per = config.max_per_endpoint as usize;
+        let waiters = (config.max_waiters as usize).min(4096);
+        let endpoints = (0..endpoints)
+            .map(|_| Endpoint {
+                target: config.max_per_endpoint,
+                open: 0,
+                connecting: 0,
+                idle: Vec::with_capacity(per),
+                shared: Vec::with_capacity(per),
+                http2: false,
+                waiters: VecDeque::with_capacity(waiters),
+                stats: PoolStats::default(),
+            })
+            .collect();
+        let total = config.max_total as usize;
+        Ok(Pool {
+            slots: Vec::with_capacity(total),
+            free: Vec::with_capacity(total),
+            endpoints,
+            open_total: 0,
+            waiting_total: 0,
+            next_waiter: 0,
+            grants: VecDeque::with_capacity(waiters),
+            closes: VecDeque::with_capacity(total),
+            peak_total: 0,
+            config,
+        })
+    }
+
+    /// The limits in force.
+    pub fn config(&self) -> &PoolConfig {
+        &self.config
+    }
+
+    /// Number of endpoints.
+    pub fn endpoints(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Sets an endpoint's dynamic cap (clamped to `1..=max_per_endpoint`). Shrinking closes
+    /// idle connections only; busy ones close when released.
+    pub fn set_target(&mut self, now: Time, endpoint: usize, target: u32) {
+        let target = target.clamp(1, self.config.max_per_endpoint);
+        self.endpoints[endpoint].target = target;
+        while self.endpoints[endpoint].open > target {
+            let Some(id) = self.find_idle(endpoint) else { break };
+            self.close(id, CloseReason::Shrink, true);
+        }
+        self.dispatch(now);
+    }
+
+    /// An endpoint's current cap.
+    pub fn target(&self, endpoint: usize) -> u32 {
+        self.endpoints[endpoint].target
+    }
+
+    /// Says an endpoint speaks HTTP/2 (known ahead, e.g. h2c with prior knowledge), so
+    /// requests share a connection that is still being opened instead of opening more.
+    pub fn expect_http2(&mut self, endpoint: usize) {
+        self.endpoints[endpoint].http2 = true;
+    }
+
+    /// A connection for a request to `endpoint`, or a place in the queue until `deadline`.
+    pub fn checkout(&mut self, now: Time, endpoint: usize, deadline: Time) -> Checkout {
+        if self.endpoints[endpoint].waiters.is_empty() {
+            if let Some(checkout) = self.try_serve(now, endpoint) {
+                return checkout;
+            }
+        }
+        let ep = &mut self.endpoints[endpoint];
+        if !self.config.block || deadline <= now {
+            ep.stats.rejected += 1;
+            return Checkout::Reject(Reject::Full);
+        }
+        if self.waiting_total >= self.config.max_waiters {
+            ep.stats.rejected += 1;
+            return Checkout::Reject(Reject::QueueFull);
+        }
+        let id = WaiterId(self.next_waiter);
+        self.next_waiter += 1;
+        ep.waiters.push_back(Waiter { id, deadline, since: now });
+        ep.stats.waited += 1;
+        self.waiting_total += 1;
+        Checkout::Wait(id)
+    }
+
+    /// Reserves a slot to open a connection ahead of traffic; `None` when at the cap.
+    pub fn reserve_warmup(&mut self, endpoint: usize) -> Option<ConnId> {
+        if !self.has_room(endpoint) {
+            return None;
+        }
+        Some(self.reserve(endpoint, Owner::Warmup))
+    }
+
+    /// A connection opened. A request's connection goes to that request; a warmup one goes idle.
+    pub fn on_connected(&mut self, now: Time, id: ConnId, protocol: Protocol) {
+        let Some(conn) = self.conn_mut(id) else { return };
+        let State::Connecting(owner) = conn.state else { return };
+        let in_use = u32::from(owner == Owner::Request);
+        conn.state = State::Ready { protocol, in_use, idle_since: now };
+        conn.created_at = now;
+        let endpoint = conn.endpoint as usize;
+        let ep = &mut self.endpoints[endpoint];
+        ep.connecting -= 1;
+        ep.stats.created += 1;
+        match protocol {
+            Protocol::Http2 { .. } => {
+                ep.http2 = true;
+                ep.shared.push(id);
+            }
+            Protocol::Http1 if in_use == 0 => ep.idle.push(id),
+            Protocol::Http1 => {}
+        }
+        self.dispatch(now);
+    }
+
+    /// Opening a connection failed; its slot is free again.
+    pub fn on_connect_failed(&mut self, now: Time, id: ConnId) {
+        let Some(conn) = self.conn(id) else { return };
+        if !matches!(conn.state, State::Connecting(_)) {
+            return;
+        }
+        let endpoint = conn.endpoint as usize;
+        self.endpoints[endpoint].stats.connect_failed += 1;
+        self.remove(id);
+        self.dispatch(now);
+    }
+
+    /// A request is done with its connection. `reusable` is false after any error on it.
+    pub fn release(&mut self, now: Time, id: ConnId, reusable: bool) {
+        let max_lifetime = self.config.max_lifetime;
+        let max_idle = self.config.max_idle_per_endpoint as usize;
+        let Some(conn) = self.conn_mut(id) else { return };
+        let State::Ready { protocol, in_use, idle_since } = &mut conn.state else { return };
+        *in_use = in_use.saturating_sub(1);
+        if *in_use == 0 {
+            *idle_since = now;
+        }
+        let (protocol, idle) = (*protocol, *in_use == 0);
+        let endpoint = conn.endpoint as usize;
+        let expired = max_lifetime.is_some_and(|l| conn.created_at + l <= now);
+        let ep = &self.endpoints[endpoint];
+        let reason = if !reusable {
+            Some(CloseReason::Broken)
+        } else if !idle {
+            None
+        } else if expired {
+            Some(CloseReason::MaxLifetime)
+        } else if ep.open > ep.target {
+            Some(CloseReason::Shrink)
+        } else if protocol == Protocol::Http1 && ep.waiters.is_empty() && ep.idle.len() >= max_idle {
+            Some(CloseReason::Surplus)
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => self.close(id, reason, true),
+            None if protocol == Protocol::Http1 => self.endpoints[endpoint].idle.push(id),
+            None => {}
+        }
+        self.dispatch(now);
+    }
+
+    /// The driver found a connection dead (the server closed it, or a check failed).
+    pub fn on_closed(&mut self, now: Time, id: ConnId, reason: CloseReason) {
+        if self.conn(id).is_none() {
+            return;
+        }
+        self.close(id, reason, false);
+        self.dispatch(now);
+    }
+
+    /// Takes a waiter out of the queue. `false` if it was already granted: the driver then
+    /// holds that grant (from [`Pool::poll_grant`]) and must give it back.
+    pub fn cancel_wait(&mut self, waiter: WaiterId) -> bool {
+        for ep in &mut self.endpoints {
+            if let Some(pos) = ep.waiters.iter().position(|w| w.id == waiter) {
+                ep.waiters.remove(pos);
+                self.waiting_total -= 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Gives back a connection a request got but will not use (e.g. it was cancelled).
+    pub fn give_back(&mut self, now: Time, grant: Grant) {
+        match grant {
+            Grant::Reuse(id) => self.release(now, id, true),
+            Grant::Connect(id) => {
+                if matches!(self.conn(id).map(|c| c.state), Some(State::Connecting(_))) {
+                    self.remove(id);
+                    self.dispatch(now);
+                }
+            }
+            Grant::TimedOut => {}
+        }
+    }
+
+    /// Expires waiters past their deadline, and idle connections past their idle time or lifetime.
+    pub fn handle_timeout(&mut self, now: Time) {
+        for ep in &mut self.endpoints {
+            while let Some(pos) = ep.waiters.iter().position(|w| w.deadline <= now) {
+                let waiter = ep.waiters.remove(pos).expect("position is in range");
+                ep.stats.wait_timeouts += 1;
+                self.waiting_total -= 1;
+                self.grants.push_back((waiter.id, Grant::TimedOut));
+            }
+        }
+        for index in 0..self.slots.len() {
+            let slot = &self.slots[index];
+            let Some(conn) = slot.conn else { continue };
+            let id = ConnId { index: index as u32, generation: slot.generation };
+            if let Some((due, reason)) = self.idle_expiry(&conn) {
+                if due <= now {
+                    self.close(id, reason, true);
+                }
+            }
+        }
+        self.dispatch(now);
+    }
+
+    /// The next time [`Pool::handle_timeout`] has work.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let waiters = self.endpoints.iter().flat_map(|ep| ep.waiters.iter().map(|w| w.deadline));
+        let idle = self.slots.iter().filter_map(|s| s.conn).filter_map(|c| self.idle_expiry(&c));
+        waiters.chain(idle.map(|(t, _)| t)).min()
+    }
+
+    /// The next waiter to wake, with what it got.
+    pub fn poll_grant(&mut self) -> Option<(WaiterId, Grant)> {
+        self.grants.pop_front()
+    }
+
+    /// The next connection the driver must close (the pool already forgot it).
+    pub fn poll_close(&mut self) -> Option<(ConnId, CloseReason)> {
+        self.closes.pop_front()
+    }
+
+    /// Whether `id` is a connection the pool still tracks.
+    pub fn is_live(&self, id: ConnId) -> bool {
+        self.conn(id).is_some()
+    }
+
+    /// The endpoint a live connection belongs to.
+    pub fn endpoint_of(&self, id: ConnId) -> Option<usize> {
+        self.conn(id).map(|c| c.endpoint as usize)
+    }
+
+    /// Requests on a connection now (0 when idle or not live).
+    pub fn in_use(&self, id: ConnId) -> u32 {
+        match self.conn(id).map(|c| c.state) {
+            Some(State::Ready { in_use, .. }) => in_use,
+            _ => 0,
+        }
+    }
+
+    /// Idle connections of an endpoint (for health validation), most recently used last.
+    pub fn idle_connections(&self, endpoint: usize) -> impl Iterator<Item = ConnId> + '_ {
+        let ep = &self.endpoints[endpoint];
+        let shared = ep.shared.iter().copied().filter(|id| self.in_use(*id) == 0);
+        ep.idle.iter().copied().chain(shared)
+    }
+
+    /// Closes every idle connection (shutdown); busy ones close when released.
+    pub fn close_idle(&mut self, reason: CloseReason) {
+        for endpoint in 0..self.endpoints.len() {
+            while let Some(id) = self.find_idle(endpoint) {
+                self.close(id, reason, true);
+            }
+        }
+    }
+
+    /// Statistics of one endpoint.
+    pub fn endpoint_stats(&self, endpoint: usize) -> PoolStats {
+        let ep = &self.endpoints[endpoint];
+        let mut stats = ep.stats;
+        stats.open = ep.open;
+        stats.connecting = ep.connecting;
+        stats.waiting = ep.waiters.len() as u32;
+        for conn in self.slots.iter().filter_map(|s| s.conn) {
+            if conn.endpoint as usize != endpoint {
+                continue;
+            }
+            if let State::Ready { in_use, .. } = conn.state {
+                stats.in_flight += in_use;
+                if in_use == 0 {
+                    stats.idle += 1;
+                } else {
+                    stats.busy += 1;
+                }
+            }
+        }
+        stats
+    }
+
+    /// Statistics of the whole pool (`peak_open` is the peak of the total).
+    pub fn stats(&self) -> PoolStats {
+        let mut total = PoolStats::default();
+        for endpoint in 0..self.endpoints.len() {
+            let s = self.endpoint_stats(endpoint);
+            total.created += s.created;
+            total.reused += s.reused;
+            total.connect_failed += s.connect_failed;
+            for reason in CloseReason::ALL {
+                *total.closed.slot(reason) += s.closed.get(reason);
+            }
+            total.waited += s.waited;
+            total.wait_timeouts += s.wait_timeouts;
+            total.rejected += s.rejected;
+            total.wait_time_total += s.wait_time_total;
+            total.wait_time_max = total.wait_time_max.max(s.wait_time_max);
+            total.open += s.open;
+            total.connecting += s.connecting;
+            total.idle += s.idle;
+            total.busy += s.busy;
+            total.in_flight += s.in_flight;
+            total.waiting += s.waiting;
+        }
+        total.peak_open = self.peak_total;
+        total
+    }
+
+    fn conn(&self, id: ConnId) -> Option<&Conn> {
+        let slot = self.slots.get(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.conn.as_ref()
+    }
+
+    fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
+        let slot = self.slots.get_mut(id.index as usize)?;
+        if slot.generation != id.generation {
+            return None;
+        }
+        slot.conn.as_mut()
+    }
+
+    fn idle_expiry(&self, conn: &Conn) -> Option<(Time, CloseReason)> {
+        let State::Ready { in_use: 0, idle_since, .. } = conn.state else { return None };
+        let idle = (idle_since + self.config.idle_timeout, CloseReason::IdleTimeout);
+        match self.config.max_lifetime {
+            Some(l) if conn.created_at + l < idle.0 => Some((conn.created_at + l, CloseReason::MaxLifetime)),
+            _ => Some(idle),
+        }
+    }
+
+    fn has_room(&self, endpoint: usize) -> bool {
+        let ep = &self.endpoints[endpoint];
+        ep.open < ep.target && self.open_total < self.config.max_total
+    }
+
+    /// Serves a checkout for `endpoint` now, if anything is free.
+    fn try_serve(&mut self, now: Time, endpoint: usize) -> Option<Checkout> {
+        if let Some(id) = self.take_shared(endpoint) {
+            return Some(Checkout::Reuse(id));
+        }
+        while let Some(id) = self.endpoints[endpoint].idle.pop() {
+            let conn = self.conn(id).copied().expect("idle list holds live connections");
+            if let Some((due, reason)) = self.idle_expiry(&conn) {
+                if due <= now {
+                    self.close(id, reason, true);
+                    continue;
+                }
+            }
+            if let Some(Conn { state: State::Ready { in_use, .. }, .. }) = self.conn_mut(id) {
+                *in_use = 1;
+            }
+            self.endpoints[endpoint].stats.reused += 1;
+            return Some(Checkout::Reuse(id));
+        }
+        let ep = &self.endpoints[endpoint];
+        if ep.http2 && ep.connecting > 0 {
+            // Share the connection being opened rather than open another (hyper#2197).
+            let streams = self.config.http2_default_streams as usize;
+            if ep.waiters.len() < ep.connecting as usize * streams.saturating_sub(1) {
+                return None;
+            }
+        }
+        if self.has_room(endpoint) {
+            return Some(Checkout::Connect(self.reserve(endpoint, Owner::Request)));
+        }
+        let ep = &self.endpoints[endpoint];
+        if ep.open < ep.target && self.evict_other(endpoint) {
+            return Some(Checkout::Connect(self.reserve(endpoint, Owner::Request)));
+        }
+        None
+    }
+
+    fn take_shared(&mut self, endpoint: usize) -> Option<ConnId> {
+        let shared = &self.endpoints[endpoint].shared;
+        let mut best: Option<(ConnId, u32)> = None;
+        for &id in shared {
+            let conn = self.slots[id.index as usize].conn.as_ref()?;
+            if let State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. } = conn.state {
+                if in_use < max_streams && best.is_none_or(|(_, b)| in_use < b) {
+                    best = Some((id, in_use));
+                }
+            }
+        }
+        let (id, _) = best?;
+        if let Some(Conn { state: State::Ready { in_use, .. }, .. }) = self.conn_mut(id) {
+            *in_use += 1;
+        }
+        self.endpoints[endpoint].stats.reused += 1;
+        Some(id)
+    }
+
+    /// Closes an idle connection of another endpoint to make room under `max_total`.
+    fn evict_other(&mut self, endpoint: usize) -> bool {
+        let victim = (0..self.endpoints.len()).filter(|&e| e != endpoint).find_map(|e| self.find_idle(e));
+        match victim {
+            Some(id) => {
+                self.close(id, CloseReason::Evicted, true);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn find_idle(&self, endpoint: usize) -> Option<ConnId> {
+        let ep = &self.endpoints[endpoint];
+        // Oldest idle first: the LIFO stack's bottom.
+        ep.idle.first().copied().or_else(|| ep.shared.iter().copied().find(|id| self.in_use(*id) == 0))
+    }
+
+    fn reserve(&mut self, endpoint: usize, owner: Owner) -> ConnId {
+        let conn = Conn { endpoint: endpoint as u32, created_at: Time::ZERO, state: State::Connecting(owner) };
+        let id = match self.free.pop() {
+            Some(index) => {
+                let slot = &mut self.slots[index as usize];
+                slot.conn = Some(conn);
+                ConnId { index, generation: slot.generation }
+            }
+            None => {
+                self.slots.push(Slot { generation: 0, conn: Some(conn) });
+                ConnId { index: self.slots.len() as u32 - 1, generation: 0 }
+            }
+        };
+        let ep = &mut self.endpoints[endpoint];
+        ep.open += 1;
+        ep.connecting += 1;
+        ep.stats.peak_open = ep.stats.peak_open.max(ep.open);
+        self.open_total += 1;
+        self.peak_total = self.peak_total.max(self.open_total);
+        id
+    }
+
+    /// Forgets a connection; `notify` queues it for the driver to close.
+    fn close(&mut self, id: ConnId, reason: CloseReason, notify: bool) {
+        let Some(conn) = self.conn(id).copied() else { return };
+        if matches!(conn.state, State::Ready { .. }) {
+            *self.endpoints[conn.endpoint as usize].stats.closed.slot(reason) += 1;
+        }
+        self.remove(id);
+        if notify {
+            self.closes.push_back((id, reason));
+        }
+    }
+
+    fn remove(&mut self, id: ConnId) {
+        let slot = &mut self.slots[id.index as usize];
+        let Some(conn) = slot.conn.take() else { return };
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(id.index);
+        let ep = &mut self.endpoints[conn.endpoint as usize];
+        ep.open -= 1;
+        self.open_total -= 1;
+        match conn.state {
+            State::Connecting(_) => ep.connecting -= 1,
+            State::Ready { protocol: Protocol::Http1, .. } => ep.idle.retain(|c| *c != id),
+            State::Ready { .. } => ep.shared.retain(|c| *c != id),
+        }
+    }
+
+    /// Serves waiters, oldest first across endpoints, while anything is free.
+    fn dispatch(&mut self, now: Time) {
+        loop {
+            let mut order: Option<(usize, WaiterId)> = None;
+            let mut served = false;
+            // Pick the endpoint whose head waiter is oldest and can be served.
+            for endpoint in 0..self.endpoints.len() {
+                let Some(head) = self.endpoints[endpoint].waiters.front() else { continue };
+                if order.is_none_or(|(_, id)| head.id < id) && self.can_serve(endpoint) {
+                    order = Some((endpoint, head.id));
+                }
+            }
+            if let Some((endpoint, _)) = order {
+                // Let the waiter pass the HTTP/2 "share the pending connection" rule: it waited already.
+                let grant = self.serve_waiter(now, endpoint);
+                if let Some(grant) = grant {
+                    let ep = &mut self.endpoints[endpoint];
+                    let waiter = ep.waiters.pop_front().expect("head exists");
+                    let waited = now.saturating_since(waiter.since);
+                    ep.stats.wait_time_total += waited;
+                    ep.stats.wait_time_max = ep.stats.wait_time_max.max(waited);
+                    self.waiting_total -= 1;
+                    self.grants.push_back((waiter.id, grant));
+                    served = true;
+                }
+            }
+            if !served {
+                return;
+            }
+        }
+    }
+
+    fn can_serve(&self, endpoint: usize) -> bool {
+        let ep = &self.endpoints[endpoint];
+        let shared_free = ep.shared.iter().any(|id| {
+            matches!(self.conn(*id).map(|c| c.state),
+                Some(State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. }) if in_use < max_streams)
+        });
+        if shared_free || !ep.idle.is_empty() {
+            return true;
+        }
+        if ep.http2 && ep.connecting > 0 {
+            return false;
+        }
+        if ep.open >= ep.target {
+            return false;
+        }
+        self.open_total < self.config.max_total
+            || (0..self.endpoints.len()).any(|e| e != endpoint && self.find_idle(e).is_some())
+    }
+
+    fn serve_waiter(&mut self, now: Time, endpoint: usize) -> Option<Grant> {
+        let waiters = std::mem::take(&mut self.endpoints[endpoint].waiters);
+        let served = self.try_serve(now, endpoint);
+        self.endpoints[endpoint].waiters = waiters;
+        match served? {
+            Checkout::Reuse(id) => Some(Grant::Reuse(id)),
+            Checkout::Connect(id) => Some(Grant::Connect(id)),
+            Checkout::Wait(_) | Checkout::Reject(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn at(secs: u64) -> Time {
+        Time::ZERO + Duration::from_secs(secs)
+    }
+
+    fn pool(max_total: u32, per: u32) -> Pool {
+        let config =
+            PoolConfig { max_total, max_per_endpoint: per, max_idle_per_endpoint: per, ..PoolConfig::default() };
+        Pool::new(config, 2).unwrap()
+    }
+
+    fn connect(p: &mut Pool, now: Time, endpoint: usize) -> ConnId {
+        match p.checkout(now, endpoint, now + Duration::from_secs(5)) {
+            Checkout::Connect(id) => {
+                p.on_connected(now, id, Protocol::Http1);
+                id
+            }
+            other => panic!("expected connect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn reuses_a_released_connection_lifo() {
+        let mut p = pool(10, 10);
+        let a = connect(&mut p, at(0), 0);
+        let b = connect(&mut p, at(0), 0);
+        p.release(at(1), a, true);
+        p.release(at(2), b, true);
+        assert_eq!(p.checkout(at(3), 0, at(8)), Checkout::Reuse(b));
+        let s = p.stats();
+        assert_eq!((s.created, s.reused, s.open, s.busy, s.idle), (2, 1, 2, 1, 1));
+    }
+
+    #[test]
+    fn waits_at_the_cap_then_gets_the_released_connection() {
+        let mut p = pool(10, 1);
+        let a = connect(&mut p, at(0), 0);
+        let Checkout::Wait(w) = p.checkout(at(1), 0, at(10)) else { panic!("should wait") };
+        assert_eq!(p.poll_grant(), None);
+        p.release(at(3), a, true);
+        assert_eq!(p.poll_grant(), Some((w, Grant::Reuse(a))));
+        let s = p.stats();
+        assert_eq!((s.waited, s.wait_time_total, s.in_flight), (1, Duration::from_secs(2), 1));
+    }
+
+    #[test]
+    fn waiter_times_out_at_its_deadline() {
+        let mut p = pool(10, 1);
+        let _a = connect(&mut p, at(0), 0);
+        let Checkout::Wait(w) = p.checkout(at(1), 0, at(4)) else { panic!("should wait") };
+        assert_eq!(p.poll_timeout(), Some(at(4)));
+        p.handle_timeout(at(3));
+        assert_eq!(p.poll_grant(), None);
+        p.handle_timeout(at(4));
+        assert_eq!(p.poll_grant(), Some((w, Grant::TimedOut)));
+        assert_eq!(p.stats().wait_timeouts, 1);
+    }
+
+    #[test]
+    fn non_blocking_pool_rejects_and_queue_is_bounded() {
+        let config = PoolConfig {
+            max_total: 1,
+            max_per_endpoint: 1,
+            max_idle_per_endpoint: 1,
+            block: false,
+            ..PoolConfig::default()
+        };
+        let mut p = Pool::new(config, 1).unwrap();
+        let _a = connect(&mut p, at(0), 0);
+        assert_eq!(p.checkout(at(0), 0, at(9)), Checkout::Reject(Reject::Full));
+        let config = PoolConfig {
+            max_total: 1,
+            max_per_endpoint: 1,
+            max_idle_per_endpoint: 1,
+            max_waiters: 1,
+            ..PoolConfig::default()
+        };
+        let mut p = Pool::new(config, 1).unwrap();
+        let _a = connect(&mut p, at(0), 0);
+        assert!(matches!(p.checkout(at(0), 0, at(9)), Checkout::Wait(_)));
+        assert_eq!(p.checkout(at(0), 0, at(9)), Checkout::Reject(Reject::QueueFull));
+    }
+
+    #[test]
+    fn idle_connections_expire_and_stale_ids_are_ignored() {
+        let mut p = pool(10, 10);
+        let a = connect(&mut p, at(0), 0);
+        p.release(at(1), a, true);
+        assert_eq!(p.poll_timeout(), Some(at(31)));
+        p.handle_timeout(at(31));
+        assert_eq!(p.poll_close(), Some((a, CloseReason::IdleTimeout)));
+        assert!(!p.is_live(a));
+        p.release(at(32), a, true);
+        assert_eq!(p.stats().closed.idle_timeout, 1);
+        assert!(matches!(p.checkout(at(33), 0, at(40)), Checkout::Connect(_)));
+    }
+
+    #[test]
+    fn expired_idle_is_skipped_at_checkout() {
+        let mut p = pool(10, 10);
+        let a = connect(&mut p, at(0), 0);
+        p.release(at(1), a, true);
+        assert!(matches!(p.checkout(at(100), 0, at(105)), Checkout::Connect(_)));
+        assert_eq!(p.poll_close(), Some((a, CloseReason::IdleTimeout)));
+    }
+
+    #[test]
+    fn http2_shares_until_saturated() {
+        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
+        let mut p = Pool::new(config, 1).unwrap();
+        p.expect_http2(0);
+        let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
+        let Checkout::Wait(w) = p.checkout(at(0), 0, at(5)) else { panic!("shares the pending connection") };
+        p.on_connected(at(0), c, Protocol::Http2 { max_streams: 2 });
+        assert_eq!(p.poll_grant(), Some((w, Grant::Reuse(c))));
+        assert_eq!(p.in_use(c), 2);
+        assert!(matches!(p.checkout(at(0), 0, at(5)), Checkout::Connect(_)), "saturated: open another");
+    }
+
+    #[test]
+    fn shrinking_closes_idle_only() {
+        let mut p = pool(10, 10);
+        let a = connect(&mut p, at(0), 0);
+        let b = connect(&mut p, at(0), 0);
+        p.release(at(1), a, true);
+        p.set_target(at(1), 0, 1);
+        assert_eq!(p.poll_close(), Some((a, CloseReason::Shrink)));
+        assert!(p.is_live(b), "busy connection survives");
+        p.set_target(at(1), 0, 1);
+        assert_eq!(p.stats().open, 1);
+    }
+
+    #[test]
+    fn evicts_idle_of_another_endpoint_under_total_cap() {
+        let mut p = pool(1, 1);
+        let a = connect(&mut p, at(0), 0);
+        p.release(at(1), a, true);
+        assert!(matches!(p.checkout(at(2), 1, at(7)), Checkout::Connect(_)));
+        assert_eq!(p.poll_close(), Some((a, CloseReason::Evicted)));
+    }
+
+    #[test]
+    fn warmup_connections_go_idle_and_are_reused() {
+        let mut p = pool(10, 10);
+        let w = p.reserve_warmup(0).unwrap();
+        p.on_connected(at(0), w, Protocol::Http1);
+        assert_eq!(p.checkout(at(1), 0, at(5)), Checkout::Reuse(w));
+        assert_eq!(p.stats().created, 1);
+    }
+
+    #[test]
+    fn config_errors_name_the_field() {
+        let bad = PoolConfig { max_per_endpoint: 200, ..PoolConfig::default() };
+        assert_eq!(bad.validate().unwrap_err().field, "max_per_endpoint");
+        let bad = PoolConfig { idle_timeout: Duration::ZERO, ..PoolConfig::default() };
+        assert_eq!(bad.validate().unwrap_err().field, "idle_timeout");
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Checkout { endpoint: usize, wait_ms: u64 },
+        Finish { pick: usize, ok: bool },
+        ConnectDone { pick: usize, ok: bool, h2: bool },
+        Cancel { pick: usize },
+        Advance { ms: u64 },
+        Shrink { endpoint: usize, target: u32 },
+        ServerClose { pick: usize },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3usize, 0..3000u64).prop_map(|(endpoint, wait_ms)| Op::Checkout { endpoint, wait_ms }),
+            (any::<usize>(), any::<bool>()).prop_map(|(pick, ok)| Op::Finish { pick, ok }),
+            (any::<usize>(), any::<bool>(), any::<bool>()).prop_map(|(pick, ok, h2)| Op::ConnectDone { pick, ok, h2 }),
+            any::<usize>().prop_map(|pick| Op::Cancel { pick }),
+            (0..2000u64).prop_map(|ms| Op::Advance { ms }),
+            (0..3usize, 1..5u32).prop_map(|(endpoint, target)| Op::Shrink { endpoint, target }),
+            any::<usize>().prop_map(|pick| Op::ServerClose { pick }),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// (b) caps hold and every waiter gets exactly one answer by its deadline.
+        #[test]
+        fn caps_hold_and_no_waiter_is_lost(
+            max_total in 1..6u32, per in 1..4u32, ops in prop::collection::vec(op(), 1..200)
+        ) {
+            let per = per.min(max_total);
+            let config = PoolConfig { max_total, max_per_endpoint: per, max_idle_per_endpoint: per, max_waiters: 8, ..PoolConfig::default() };
+            let mut p = Pool::new(config, 3).unwrap();
+            let mut now = Time::ZERO;
+            let mut using: Vec<ConnId> = Vec::new();
+            let mut connecting: Vec<ConnId> = Vec::new();
+            let mut waiting: Vec<(WaiterId, Time)> = Vec::new();
+            let mut answered = std::collections::HashSet::new();
+            for op in ops {
+                match op {
+                    Op::Checkout { endpoint, wait_ms } => match p.checkout(now, endpoint, now + Duration::from_millis(wait_ms)) {
+                        Checkout::Reuse(id) => using.push(id),
+                        Checkout::Connect(id) => connecting.push(id),
+                        Checkout::Wait(w) => waiting.push((w, now + Duration::from_millis(wait_ms))),
+                        Checkout::Reject(_) => {}
+                    },
+                    Op::Finish { pick, ok } if !using.is_empty() => {
+                        let id = using.swap_remove(pick % using.len());
+                        p.release(now, id, ok);
+                    }
+                    Op::ConnectDone { pick, ok, h2 } if !connecting.is_empty() => {
+                        let id = connecting.swap_remove(pick % connecting.len());
+                        if ok {
+                            let protocol = if h2 { Protocol::Http2 { max_streams: 2 } } else { Protocol::Http1 };
+                            p.on_connected(now, id, protocol);
+                            using.push(id);
+                        } else {
+                            p.on_connect_failed(now, id);
+                        }
+                    }
+                    Op::Cancel { pick } if !waiting.is_empty() => {
+                        let (w, _) = waiting.swap_remove(pick % waiting.len());
+                        prop_assert!(p.cancel_wait(w), "an undrained waiter must still be queued");
+                        answered.insert(w);
+                    }
+                    Op::Advance { ms } => {
+                        now = now + Duration::from_millis(ms);
+                        p.handle_timeout(now);
+                    }
+                    Op::Shrink { endpoint, target } => p.set_target(now, endpoint, target),
+                    Op::ServerClose { pick } => {
+                        let idle = p.idle_connections(pick % 3).next();
+                        if let Some(id) = idle { p.on_closed(now, id, CloseReason::ServerClosed); }
+                    }
+                    _ => {}
+                }
+                while p.poll_close().is_some() {}
+                while let Some((w, grant)) = p.poll_grant() {
+                    prop_assert!(answered.insert(w), "waiter answered twice");
+                    let (_, deadline) = *waiting.iter().find(|(id, _)| *id == w).expect("known waiter");
+                    waiting.retain(|(id, _)| *id != w);
+                    match grant {
+                        Grant::Reuse(id) => using.push(id),
+                        Grant::Connect(id) => connecting.push(id),
+                        Grant::TimedOut => prop_assert!(now >= deadline),
+                    }
+                }
+                // Nobody waits past their deadline once time has been handled.
+                for (_, deadline) in &waiting {
+                    prop_assert!(*deadline > now, "a waiter outlived its deadline");
+                }
+                let s = p.stats();
+                prop_assert!(s.open <= max_total);
+                for e in 0..3 {
+                    prop_assert!(p.endpoint_stats(e).open <= per);
+                }
+                for id in &using {
+                    if let Some(Conn { state: State::Ready { protocol: Protocol::Http1, in_use, .. }, .. }) = p.conn(*id) {
+                        prop_assert!(*in_use <= 1, "two requests on one HTTP/1 connection");
+                    }
+                }
+            }
+            // Drain: every remaining waiter is answered by its deadline.
+            now = now + Duration::from_secs(10);
+            p.handle_timeout(now);
+            while let Some((w, _)) = p.poll_grant() {
+                prop_assert!(answered.insert(w));
+                waiting.retain(|(id, _)| *id != w);
+            }
+            prop_assert!(waiting.is_empty(), "lost waiters: {:?}", waiting);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Deterministic simulations of blossom (work in progress).
