@@ -1,6 +1,46 @@
-//! blossom-client: the pooled hyper client that speaks the Pollinations API.
+//! blossom-client: a fast, resilient, observable pooled client for the Pollinations API.
 //!
-//! Work in progress: the transport lands in a later change. Today this crate re-exports
-//! the configuration that the client will accept.
+//! One [`BlossomClient`] owns its connections (hyper 1.x, HTTP/1.1 and HTTP/2, rustls) and lets
+//! `pool_core` decide everything: which region, which connection, when to wait, when to stop
+//! sending to a failing region, how big each pool is. Every figure [`BlossomClient::stats`]
+//! reports is counted where it happened.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), blossom_client::Error> {
+//! let client = blossom_client::BlossomClient::builder().api_key("sk_...").build()?;
+//! let text = client.text().generate("Hello world").await?;
+//! println!("{text}\n{}", client.stats());
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
 
-pub use pool_core::PoolConfig;
+mod api;
+pub mod blocking;
+mod client;
+mod config;
+mod connect;
+mod driver;
+mod endpoints;
+mod error;
+mod health;
+mod sse;
+mod stats;
+
+pub use api::*;
+pub use client::{BlossomClient, BreakerControl, ClientBuilder};
+pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, Region, parse_region_list};
+pub use connect::{Connect, ConnectFuture, Connection, Io, Target, TcpConnector};
+pub use driver::ClientEvent;
+pub use endpoints::{ImageApi, Optimization, TextApi, TextStream};
+pub use error::*;
+pub use health::WarmupReport;
+pub use pool_core;
+pub use pool_core::{LogLevel, SessionConfig};
+pub use sse::*;
+pub use stats::{FailedCounts, Percentiles, RegionStats, Stats};
+
+impl From<pool_core::ConfigError> for Error {
+    fn from(e: pool_core::ConfigError) -> Self {
+        Error::Config { field: e.field, problem: e.problem }
+    }
+}

@@ -1,0 +1,75 @@
+//! A blocking client, as reqwest has: the async client on a runtime of its own.
+//!
+//! Configured by the `sync_*` fields: `sync_pool_maxsize` connections per region,
+//! `sync_timeout_connect`, `sync_timeout_read`, and `sync_pool_block` (wait for a connection, or
+//! fail at once with a pool-full error). Do not call it from inside an async runtime.
+
+use std::sync::Arc;
+
+use crate::api::{ChatOptions, Image, ImageOptions, Message, Model, ModelKind, TextOptions};
+use crate::config::ClientConfig;
+use crate::error::Error;
+use crate::stats::Stats;
+
+/// The blocking client. Cheap to clone; clones share the pool.
+#[derive(Debug, Clone)]
+pub struct BlossomClient {
+    inner: crate::BlossomClient,
+    runtime: Arc<tokio::runtime::Runtime>,
+}
+
+impl BlossomClient {
+    /// A client configured from the environment.
+    pub fn new() -> Result<Self, Error> {
+        let mut config = ClientConfig::default();
+        config.apply_env()?;
+        Self::with_config(config)
+    }
+
+    /// A client from a configuration; its `sync_*` settings are the ones in force.
+    pub fn with_config(mut config: ClientConfig) -> Result<Self, Error> {
+        config.session.validate()?;
+        config.session = config.session.for_blocking();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("blossom-blocking")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Config { field: "runtime".into(), problem: e.to_string() })?;
+        let inner = {
+            let _entered = runtime.enter();
+            crate::BlossomClient::builder().config(config).build()?
+        };
+        Ok(BlossomClient { inner, runtime: Arc::new(runtime) })
+    }
+
+    /// Generates text for a prompt.
+    pub fn generate(&self, prompt: &str, options: &TextOptions) -> Result<String, Error> {
+        self.runtime.block_on(self.inner.text().generate_with(prompt, options))
+    }
+
+    /// Answers a conversation.
+    pub fn chat(&self, messages: &[Message], options: &ChatOptions) -> Result<String, Error> {
+        self.runtime.block_on(self.inner.text().chat_with(messages, options))
+    }
+
+    /// Generates an image.
+    pub fn image(&self, prompt: &str, options: &ImageOptions) -> Result<Image, Error> {
+        self.runtime.block_on(self.inner.image().generate(prompt, options))
+    }
+
+    /// Lists models.
+    pub fn models(&self, kind: ModelKind) -> Result<Vec<Model>, Error> {
+        self.runtime.block_on(self.inner.models(kind))
+    }
+
+    /// Statistics.
+    pub fn stats(&self) -> Stats {
+        self.inner.stats()
+    }
+
+    /// The async client underneath (same pool).
+    pub fn as_async(&self) -> &crate::BlossomClient {
+        &self.inner
+    }
+}

@@ -1,0 +1,736 @@
+//! `BlossomClient`: one pool shared by every clone, and the life of a call through it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::Stream;
+use http::{HeaderMap, StatusCode, header};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use pool_core::{BreakerState, Decision, Outcome, RejectReason, Request, Retry, Ticket, Time, WaitReason};
+
+use crate::api::RequestSpec;
+use crate::config::{ApiKey, ClientConfig, ParsedRegion, Region};
+use crate::connect::{Connect, TcpConnector};
+use crate::driver::{ClientEvent, Lease, Shared, Step, spawn_background};
+use crate::error::{ApiError, ApiErrorKind, BoxError, Error, TimeoutPhase};
+use crate::stats::Stats;
+
+/// The Pollinations client. Cheap to clone: every clone shares one pool, one breaker per region,
+/// one rate limiter. Must be built inside a tokio runtime.
+#[derive(Clone)]
+pub struct BlossomClient {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for BlossomClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.shared.regions.iter().map(|r| r.name.as_str()).collect();
+        f.debug_struct("BlossomClient").field("regions", &names).field("api_key", &self.shared.api_key).finish()
+    }
+}
+
+/// Builds a [`BlossomClient`].
+#[derive(Default)]
+pub struct ClientBuilder {
+    config: ClientConfig,
+    connector: Option<Arc<dyn Connect>>,
+    from_env: bool,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl ClientBuilder {
+    /// Starts from a whole configuration.
+    pub fn config(mut self, config: ClientConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The session settings (pool, timeouts, resilience).
+    pub fn session(mut self, session: pool_core::SessionConfig) -> Self {
+        self.config.session = session;
+        self
+    }
+
+    /// Changes the session settings in place.
+    pub fn session_with(mut self, change: impl FnOnce(&mut pool_core::SessionConfig)) -> Self {
+        change(&mut self.config.session);
+        self
+    }
+
+    /// The API key (sent as `Authorization: Bearer` to the configured regions only).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.config.api_key = Some(ApiKey::new(key));
+        self
+    }
+
+    /// The base URL of the single default region.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.config.base_url = url.into();
+        self
+    }
+
+    /// Adds a region (the first call replaces the default region).
+    pub fn region(mut self, region: Region) -> Self {
+        self.config.regions.push(region);
+        self
+    }
+
+    /// Speaks HTTP/2 without negotiation over plain http (h2c).
+    pub fn http2_prior_knowledge(mut self) -> Self {
+        self.config.http2_prior_knowledge = true;
+        self
+    }
+
+    /// Opens connections with this connector (turmoil, a proxy, a test double).
+    pub fn connector(mut self, connector: impl Connect) -> Self {
+        self.connector = Some(Arc::new(connector));
+        self
+    }
+
+    /// Applies the environment (see [`ClientConfig::apply_env`]) when building.
+    pub fn from_env(mut self) -> Self {
+        self.from_env = true;
+        self
+    }
+
+    /// Validates everything and starts the client's background task.
+    pub fn build(mut self) -> Result<BlossomClient, Error> {
+        if self.from_env {
+            self.config.apply_env()?;
+        }
+        self.config.session.validate()?;
+        let regions = self
+            .config
+            .effective_regions()
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ParsedRegion::parse(r, i))
+            .collect::<Result<Vec<_>, _>>()?;
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Config {
+                field: "runtime".into(),
+                problem: "the async client must be built inside a tokio runtime (or use blossom_client::blocking)"
+                    .into(),
+            });
+        }
+        let connector = self.connector.unwrap_or_else(|| Arc::new(TcpConnector::new()));
+        let shared = Shared::new(self.config, regions, connector)?;
+        spawn_background(&shared);
+        Ok(BlossomClient { shared })
+    }
+}
+
+/// A response read in full.
+#[derive(Debug, Clone)]
+pub(crate) struct Reply {
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+/// A streamed response: the body still to read, and what to give back when done.
+pub(crate) struct Streaming {
+    pub(crate) body: Incoming,
+    pub(crate) done: Completion,
+}
+
+/// Finishes a streamed attempt: outcome to core, connection to the pool. If dropped without
+/// `complete`, the attempt is abandoned and the connection closed.
+pub(crate) struct Completion {
+    shared: Arc<Shared>,
+    ticket: Option<Ticket>,
+    lease: Option<Lease>,
+}
+
+impl Completion {
+    /// Holds a connection outside any request (health checks).
+    pub(crate) fn lease_only(shared: Arc<Shared>, lease: Lease) -> Self {
+        Completion { shared, ticket: None, lease: Some(lease) }
+    }
+
+    /// The connection's sender.
+    pub(crate) fn sender(&mut self) -> &mut crate::driver::Sender {
+        &mut self.lease.as_mut().expect("lease held until complete").sender
+    }
+
+    pub(crate) fn complete(mut self, outcome: Outcome, reusable: bool) {
+        let mut inner = self.shared.lock();
+        let now = self.shared.now();
+        if let Some(ticket) = self.ticket.take() {
+            inner.core.finish(now, ticket, outcome);
+        }
+        if let Some(lease) = self.lease.take() {
+            self.shared.release(&mut inner, lease, reusable);
+        }
+        self.shared.settle(&mut inner);
+    }
+
+    pub(crate) fn read_timeout(&self) -> Duration {
+        self.shared.config.session.async_timeout_sock_read
+    }
+
+    pub(crate) fn max_line_bytes(&self) -> usize {
+        (self.shared.config.session.max_response_bytes as usize).min(crate::sse::DEFAULT_MAX_LINE_BYTES)
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if self.ticket.is_none() && self.lease.is_none() {
+            return;
+        }
+        let mut inner = self.shared.lock();
+        let now = self.shared.now();
+        if let Some(ticket) = self.ticket.take() {
+            inner.core.abandon(now, ticket);
+        }
+        if let Some(lease) = self.lease.take() {
+            self.shared.release(&mut inner, lease, false);
+        }
+        self.shared.settle(&mut inner);
+    }
+}
+
+/// How an attempt failed and what may follow (core has heard the outcome already).
+struct Failed {
+    error: Error,
+    next: Next,
+}
+
+enum Begun {
+    Go(Ticket, Step),
+    Wait(Time, WaitReason),
+    Fail(Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    /// Final.
+    Stop,
+    /// A reused connection failed before any response: once, at once, on a fresh connection.
+    Stale,
+    /// With backoff, within the retry budget.
+    Backoff,
+    /// After the server's `Retry-After` (core pauses the region meanwhile).
+    AfterPause,
+}
+
+impl Failed {
+    fn new(error: Error, _outcome: Option<Outcome>, next: Next) -> Self {
+        Failed { error, next }
+    }
+}
+
+pub(crate) enum Mode {
+    Full,
+    Stream,
+}
+
+pub(crate) enum Answer {
+    Full(Reply),
+    Stream(Streaming),
+}
+
+impl BlossomClient {
+    /// A client for the default base URL, configured from the environment.
+    pub fn new() -> Result<BlossomClient, Error> {
+        BlossomClient::builder().from_env().build()
+    }
+
+    /// A builder.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Statistics: counted by the pool itself and by the driver, never guessed.
+    pub fn stats(&self) -> Stats {
+        let inner = self.shared.lock();
+        let names: Vec<String> = self.shared.regions.iter().map(|r| r.name.clone()).collect();
+        Stats::collect(&inner.core, &inner.recorder, &names, self.shared.now())
+    }
+
+    /// The workload analysis and recommended settings from the traffic seen so far.
+    pub fn optimizer(&self) -> crate::Optimization {
+        let inner = self.shared.lock();
+        crate::Optimization::from_core(&inner.core)
+    }
+
+    /// A stream of what core decided: breaker transitions, ejections, resizes, failovers, pauses.
+    /// Events published before the call are not replayed; a slow reader skips what it missed.
+    pub fn events(&self) -> impl Stream<Item = ClientEvent> + Send + 'static {
+        let rx = self.shared.events.subscribe();
+        futures_util::stream::unfold(rx, |mut rx| async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => return Some((event, rx)),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// The regions' names, in configuration order.
+    pub fn regions(&self) -> Vec<String> {
+        self.shared.regions.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// A region's breaker state.
+    pub fn breaker_state(&self, region: &str) -> Option<BreakerState> {
+        let index = self.region_index(region)?;
+        Some(self.shared.lock().core.breaker_state(index))
+    }
+
+    /// Manual breaker control for a region.
+    pub fn set_breaker(&self, region: &str, control: BreakerControl) -> Result<(), Error> {
+        let index = self
+            .region_index(region)
+            .ok_or_else(|| Error::InvalidInput { what: format!("no region named `{region}`") })?;
+        let mut inner = self.shared.lock();
+        let now = self.shared.now();
+        let breaker = inner.core.breaker_mut(index);
+        match control {
+            BreakerControl::ForceOpen => breaker.force_open(now),
+            BreakerControl::ForceClosed => breaker.force_closed(now),
+            BreakerControl::Reset => breaker.reset(now),
+        }
+        self.shared.settle(&mut inner);
+        Ok(())
+    }
+
+    fn region_index(&self, name: &str) -> Option<usize> {
+        self.shared.regions.iter().position(|r| r.name == name)
+    }
+
+    /// Sends a request with retries, failover, timeouts and the body cap; reads the body.
+    pub(crate) async fn execute(&self, spec: &RequestSpec) -> Result<Reply, Error> {
+        match self.call(spec, Mode::Full).await? {
+            Answer::Full(reply) => Ok(reply),
+            Answer::Stream(_) => unreachable!("full mode reads the body"),
+        }
+    }
+
+    /// As `execute`, but a 2xx body is handed over unread, for streaming.
+    pub(crate) async fn execute_streaming(&self, spec: &RequestSpec) -> Result<Streaming, Error> {
+        match self.call(spec, Mode::Stream).await? {
+            Answer::Stream(streaming) => Ok(streaming),
+            Answer::Full(_) => unreachable!("stream mode hands the body over"),
+        }
+    }
+
+    async fn call(&self, spec: &RequestSpec, mode: Mode) -> Result<Answer, Error> {
+        let shared = &self.shared;
+        let started = shared.now();
+        let limit = shared.config.session.timeout;
+        shared.lock().recorder.started();
+        let result = match tokio::time::timeout(limit, self.run(spec, &mode, started + limit)).await {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout { phase: TimeoutPhase::Total, limit }),
+        };
+        let took = shared.now().saturating_since(started);
+        shared.lock().recorder.finished(took, result.as_ref().map(|_| ()));
+        if took >= shared.config.session.slow_request_threshold {
+            tracing::warn!(path = %path_only(&spec.path_and_query), took_ms = took.as_millis() as u64, "slow request");
+        }
+        result
+    }
+
+    async fn run(&self, spec: &RequestSpec, mode: &Mode, deadline: Time) -> Result<Answer, Error> {
+        let shared = &self.shared;
+        let endpoints = shared.regions.len();
+        let mut request = Request::new(deadline);
+        let mut failures: Vec<(usize, Error)> = Vec::new();
+        let mut stale_retried = false;
+        loop {
+            let now = shared.now();
+            let begun = {
+                let mut inner = shared.lock();
+                let begun = match inner.core.begin(now, &request) {
+                    Decision::Proceed { ticket, checkout } => Begun::Go(ticket, shared.step(&mut inner, checkout)),
+                    Decision::WaitUntil { until, reason } => Begun::Wait(until, reason),
+                    Decision::Reject(reason) => {
+                        Begun::Fail(self.rejected(&inner.core, reason, std::mem::take(&mut failures), now))
+                    }
+                };
+                shared.settle(&mut inner);
+                begun
+            };
+            let (ticket, step) = match begun {
+                Begun::Go(ticket, step) => (ticket, step),
+                Begun::Fail(error) => return Err(error),
+                Begun::Wait(until, reason) => {
+                    if until >= deadline {
+                        return Err(match reason {
+                            WaitReason::RateLimited => Error::RateLimited { retry_after: until.saturating_since(now) },
+                            WaitReason::NoEndpointReady => self.rejected_at(std::mem::take(&mut failures), now, until),
+                        });
+                    }
+                    tokio::time::sleep_until(shared.instant(until)).await;
+                    continue;
+                }
+            };
+            let endpoint = ticket.endpoint();
+            let attempt_number = request.attempt;
+            let completion = Completion { shared: shared.clone(), ticket: Some(ticket), lease: None };
+            match self.attempt(endpoint, step, spec, mode, deadline, completion, attempt_number).await {
+                Ok(answer) => return Ok(answer),
+                Err(failed) => {
+                    let now = shared.now();
+                    failures.push((endpoint, failed.error));
+                    let next = {
+                        let mut inner = shared.lock();
+                        let next = match failed.next {
+                            Next::Stale if !stale_retried => {
+                                stale_retried = true;
+                                Some(now)
+                            }
+                            Next::Backoff | Next::AfterPause | Next::Stale => match inner.core.retry(now, &request) {
+                                Retry::At(_) if failed.next == Next::AfterPause => Some(now),
+                                Retry::At(at) => Some(at),
+                                Retry::No(_) => None,
+                            },
+                            Next::Stop => None,
+                        };
+                        shared.settle(&mut inner);
+                        next
+                    };
+                    let Some(at) = next else { return Err(final_error(&shared.regions, failures)) };
+                    shared.lock().recorder.retried();
+                    if failed.next != Next::Stale || attempt_number > 0 {
+                        request = request.next_attempt(endpoint);
+                        let all = if endpoints >= 64 { u64::MAX } else { (1u64 << endpoints) - 1 };
+                        if request.avoid & all == all {
+                            // Every region failed once: allow them again, except the last one if others exist.
+                            request.avoid = if endpoints > 1 { 1 << endpoint } else { 0 };
+                        }
+                    }
+                    if at > shared.now() {
+                        tokio::time::sleep_until(shared.instant(at)).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One attempt on `endpoint`: connection, request, response head and (in full mode) body.
+    #[allow(clippy::too_many_arguments)] // reason: one call site; a struct would only rename these
+    async fn attempt(
+        &self,
+        endpoint: usize,
+        step: Step,
+        spec: &RequestSpec,
+        mode: &Mode,
+        deadline: Time,
+        mut completion: Completion,
+        attempt: u32,
+    ) -> Result<Answer, Failed> {
+        let shared = &self.shared;
+        let session = &shared.config.session;
+        let pool_deadline = deadline.min(shared.now() + session.pool_timeout);
+        let lease = match shared.acquire(endpoint, step, pool_deadline).await {
+            Ok(lease) => lease,
+            Err(error) => {
+                let (outcome, next) = match &error {
+                    Error::Connect { .. } => (Some(Outcome::Failure), Next::Backoff),
+                    Error::Timeout { phase: TimeoutPhase::Connect, .. } => (Some(Outcome::Timeout), Next::Backoff),
+                    _ => (None, Next::Stop),
+                };
+                complete_failed(&mut completion, outcome, false);
+                return Err(Failed::new(error, outcome, next));
+            }
+        };
+        if !lease.waited.is_zero() {
+            shared.lock().recorder.waited(lease.waited);
+        }
+        let reused = lease.reused;
+        let is_h2 = lease.sender.is_h2();
+        completion.lease = Some(lease);
+        let read_timeout = session.async_timeout_sock_read;
+        let region = &shared.regions[endpoint];
+        let mut path = spec.path_and_query.clone();
+        let mut redirects = 0;
+        let response = loop {
+            let request = shared.build_request(region, spec, &path, is_h2);
+            let sender = &mut completion.lease.as_mut().expect("lease held").sender;
+            let response = match tokio::time::timeout(read_timeout, sender.send(request)).await {
+                Err(_) => {
+                    let error = Error::Timeout { phase: TimeoutPhase::Read, limit: read_timeout };
+                    complete_failed(&mut completion, Some(Outcome::Timeout), false);
+                    return Err(Failed::new(error, Some(Outcome::Timeout), Next::Backoff));
+                }
+                Ok(Err(e)) if reused => {
+                    complete_failed(&mut completion, None, false);
+                    return Err(Failed::new(Error::Http { source: Box::new(e) }, None, Next::Stale));
+                }
+                Ok(Err(e)) => {
+                    complete_failed(&mut completion, Some(Outcome::Failure), false);
+                    return Err(Failed::new(
+                        Error::Http { source: Box::new(e) },
+                        Some(Outcome::Failure),
+                        Next::Backoff,
+                    ));
+                }
+                Ok(Ok(response)) => response,
+            };
+            if !response.status().is_redirection() || shared.config.max_redirects == 0 {
+                break response;
+            }
+            let status = response.status().as_u16();
+            let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+            let mut body = response.into_body();
+            // Drain the redirect body so the connection can carry the next request.
+            let drained = read_body(&mut body, 64 * 1024, read_timeout).await.is_ok();
+            let same_region = location.as_deref().and_then(|l| same_region_path(region, l));
+            let error = match (same_region, drained) {
+                (Some(next), true) if redirects < shared.config.max_redirects => {
+                    redirects += 1;
+                    path = next;
+                    continue;
+                }
+                (Some(_), true) => Error::TooManyRedirects { limit: shared.config.max_redirects },
+                _ => Error::RedirectRefused { status },
+            };
+            complete_failed(&mut completion, Some(Outcome::Ignored), drained);
+            return Err(Failed::new(error, Some(Outcome::Ignored), Next::Stop));
+        };
+        let status = response.status();
+        let (parts, mut body) = response.into_parts();
+        if status.is_success() {
+            if let Mode::Stream = mode {
+                tracing_request(
+                    region,
+                    status,
+                    shared.now().saturating_since(completion_started(&completion)),
+                    reused,
+                    attempt,
+                    session.log_requests,
+                );
+                return Ok(Answer::Stream(Streaming { body, done: completion }));
+            }
+        }
+        let limit = session.max_response_bytes;
+        if let Some(length) = content_length(&parts.headers) {
+            if length > limit {
+                complete_failed(&mut completion, Some(Outcome::Ignored), false);
+                return Err(Failed::new(
+                    Error::BodyTooLarge { limit_bytes: limit },
+                    Some(Outcome::Ignored),
+                    Next::Stop,
+                ));
+            }
+        }
+        let bytes = match read_body(&mut body, limit, read_timeout).await {
+            Ok(bytes) => bytes,
+            Err(BodyFailure::TooLarge) => {
+                complete_failed(&mut completion, Some(Outcome::Ignored), false);
+                return Err(Failed::new(
+                    Error::BodyTooLarge { limit_bytes: limit },
+                    Some(Outcome::Ignored),
+                    Next::Stop,
+                ));
+            }
+            Err(BodyFailure::Timeout) => {
+                let error = Error::Timeout { phase: TimeoutPhase::Read, limit: read_timeout };
+                complete_failed(&mut completion, Some(Outcome::Timeout), false);
+                return Err(Failed::new(error, Some(Outcome::Timeout), Next::Backoff));
+            }
+            Err(BodyFailure::Broken(source)) => {
+                let error = Error::Stream { what: "the response body broke off".into(), source: Some(source) };
+                complete_failed(&mut completion, Some(Outcome::Failure), false);
+                return Err(Failed::new(error, Some(Outcome::Failure), Next::Backoff));
+            }
+        };
+        let took = shared.now().saturating_since(completion_started(&completion));
+        tracing_request(region, status, took, reused, attempt, session.log_requests);
+        if status.is_success() {
+            if bytes.is_empty() {
+                complete_failed(&mut completion, Some(Outcome::Failure), true);
+                return Err(Failed::new(Error::EmptyResponse, Some(Outcome::Failure), Next::Backoff));
+            }
+            completion.complete(Outcome::Success, true);
+            return Ok(Answer::Full(Reply { headers: parts.headers, body: bytes }));
+        }
+        let mut api = ApiError::from_response(status.as_u16(), &parts.headers, &bytes);
+        if let Some(key) = &shared.api_key {
+            api.redact_secret(key.expose());
+        }
+        let (outcome, next) = match api.kind {
+            ApiErrorKind::RateLimited if status == StatusCode::TOO_MANY_REQUESTS => {
+                let next = if api.retry_after.is_some() { Next::AfterPause } else { Next::Backoff };
+                (Outcome::RateLimited { retry_after: api.retry_after }, next)
+            }
+            _ if api.is_retryable() => (Outcome::Failure, Next::Backoff),
+            ApiErrorKind::Upstream => (Outcome::Failure, Next::Stop),
+            _ => (Outcome::Ignored, Next::Stop),
+        };
+        completion.complete(outcome, true);
+        Err(Failed::new(Error::Api(api), Some(outcome), next))
+    }
+
+    fn rejected(
+        &self,
+        core: &pool_core::Core,
+        reason: RejectReason,
+        failures: Vec<(usize, Error)>,
+        now: Time,
+    ) -> Error {
+        match reason {
+            RejectReason::PoolFull(_) => Error::PoolFull { region: self.shared.regions[0].name.clone() },
+            RejectReason::NoEndpoint if !failures.is_empty() => final_error(&self.shared.regions, failures),
+            RejectReason::NoEndpoint => {
+                let regions = &self.shared.regions;
+                if regions.len() == 1 {
+                    let retry_in = core.breaker(0).reopens_at().map(|t| t.saturating_since(now));
+                    if core.paused_until(0) > now {
+                        return Error::RateLimited { retry_after: core.paused_until(0).saturating_since(now) };
+                    }
+                    return Error::BreakerOpen { region: regions[0].name.clone(), retry_in };
+                }
+                let failures = regions
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        (
+                            r.name.clone(),
+                            format!("breaker {:?}, {:?}", core.breaker_state(i), core.health().status(i, now)),
+                        )
+                    })
+                    .collect();
+                Error::AllRegionsFailed { failures }
+            }
+        }
+    }
+
+    fn rejected_at(&self, failures: Vec<(usize, Error)>, now: Time, until: Time) -> Error {
+        if !failures.is_empty() {
+            return final_error(&self.shared.regions, failures);
+        }
+        let region = self.shared.regions[0].name.clone();
+        Error::BreakerOpen { region, retry_in: Some(until.saturating_since(now)) }
+    }
+}
+
+/// Manual breaker control.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerControl {
+    /// Reject everything until reset.
+    ForceOpen,
+    /// Admit everything, record nothing, until reset.
+    ForceClosed,
+    /// Back to normal operation, closed, counts cleared.
+    Reset,
+}
+
+fn complete_failed(completion: &mut Completion, outcome: Option<Outcome>, reusable: bool) {
+    let mut inner = completion.shared.lock();
+    let now = completion.shared.now();
+    if let Some(ticket) = completion.ticket.take() {
+        match outcome {
+            Some(outcome) => inner.core.finish(now, ticket, outcome),
+            None => inner.core.abandon(now, ticket),
+        }
+    }
+    if let Some(lease) = completion.lease.take() {
+        completion.shared.release(&mut inner, lease, reusable);
+    }
+    completion.shared.settle(&mut inner);
+}
+
+fn completion_started(completion: &Completion) -> Time {
+    completion.ticket.map_or(Time::ZERO, |t| t.started())
+}
+
+/// The error a call ends with: the last one, or every region's when several were tried.
+fn final_error(regions: &[ParsedRegion], failures: Vec<(usize, Error)>) -> Error {
+    let mut tried: Vec<usize> = failures.iter().map(|(i, _)| *i).collect();
+    tried.sort_unstable();
+    tried.dedup();
+    if tried.len() <= 1 {
+        return failures.into_iter().next_back().map(|(_, e)| e).unwrap_or(Error::EmptyResponse);
+    }
+    let mut last: Vec<(String, String)> = Vec::new();
+    for (i, error) in failures {
+        let name = regions[i].name.clone();
+        match last.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = error.to_string(),
+            None => last.push((name, error.to_string())),
+        }
+    }
+    Error::AllRegionsFailed { failures: last }
+}
+
+fn tracing_request(region: &ParsedRegion, status: StatusCode, took: Duration, reused: bool, attempt: u32, log: bool) {
+    if log {
+        tracing::info!(region = %region.name, status = status.as_u16(), took_ms = took.as_millis() as u64, reused, attempt, "request");
+    } else {
+        tracing::debug!(region = %region.name, status = status.as_u16(), took_ms = took.as_millis() as u64, reused, attempt, "request");
+    }
+}
+
+/// The path without the query (queries may carry user data; keys never travel there).
+fn path_only(path_and_query: &str) -> &str {
+    path_and_query.split('?').next().unwrap_or_default()
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
+}
+
+/// A redirect target inside the same region, as a path and query.
+fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
+    if location.starts_with('/') && !location.starts_with("//") {
+        return Some(location.strip_prefix(region.prefix.as_str()).unwrap_or(location).to_string());
+    }
+    let uri: http::Uri = location.parse().ok()?;
+    if uri.scheme_str() != Some(region.scheme()) || uri.authority()?.as_str() != region.authority {
+        return None;
+    }
+    let path = uri.path_and_query()?.as_str();
+    Some(path.strip_prefix(region.prefix.as_str()).unwrap_or(path).to_string())
+}
+
+pub(crate) enum BodyFailure {
+    TooLarge,
+    Timeout,
+    Broken(BoxError),
+}
+
+/// Reads a whole body: at most `limit` bytes, at most `read_timeout` between chunks.
+pub(crate) async fn read_body(body: &mut Incoming, limit: u64, read_timeout: Duration) -> Result<Bytes, BodyFailure> {
+    let mut buffer = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
+            Err(_) => return Err(BodyFailure::Timeout),
+            Ok(None) => return Ok(buffer.freeze()),
+            Ok(Some(Err(e))) => return Err(BodyFailure::Broken(Box::new(e))),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if buffer.len() as u64 + data.len() as u64 > limit {
+                return Err(BodyFailure::TooLarge);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirects_stay_in_the_region() {
+        let region = ParsedRegion::parse(&Region::new("r", "http://127.0.0.1:8080/base"), 0).unwrap();
+        assert_eq!(same_region_path(&region, "/base/text/x").as_deref(), Some("/text/x"));
+        assert_eq!(same_region_path(&region, "http://127.0.0.1:8080/base/y?z=1").as_deref(), Some("/y?z=1"));
+        assert_eq!(same_region_path(&region, "http://evil.example/base/y"), None);
+        assert_eq!(same_region_path(&region, "//evil.example/y"), None);
+        assert_eq!(same_region_path(&region, "https://127.0.0.1:8080/y"), None);
+    }
+}

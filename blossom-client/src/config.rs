@@ -1,0 +1,305 @@
+//! Client configuration: the session settings, the regions, the key; from code, the
+//! environment or a TOML file.
+
+use std::fmt;
+use std::path::Path;
+
+use pool_core::{EndpointSpec, SessionConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// The default base URL.
+pub const DEFAULT_BASE_URL: &str = "https://gen.pollinations.ai";
+
+/// An API key. Its `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key; surrounding whitespace is dropped.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into().trim().to_string())
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
+impl fmt::Display for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// One region: a base URL with its own pool, breaker and health state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Region {
+    /// A short name for logs and errors, e.g. `eu-west`.
+    pub name: String,
+    /// The base URL, e.g. `https://gen.pollinations.ai` (a path prefix is allowed).
+    pub base_url: String,
+    /// Lower is preferred by the primary/backup strategy. Default: 0.
+    #[serde(default)]
+    pub priority: u32,
+    /// Share of traffic for round robin and random. Default: 1.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Region {
+    /// A region with priority 0 and weight 1.
+    pub fn new(name: impl Into<String>, base_url: impl Into<String>) -> Self {
+        Region { name: name.into(), base_url: base_url.into(), priority: 0, weight: 1 }
+    }
+
+    /// The same region with this priority.
+    pub fn priority(mut self, priority: u32) -> Self {
+        self.priority = priority;
+        self
+    }
+
+    /// The same region with this weight.
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+}
+
+/// Everything a client is built from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClientConfig {
+    /// Pool, timeouts, resilience (the guide's `SessionConfig`).
+    pub session: SessionConfig,
+    /// Base URL when no regions are listed. Default: `https://gen.pollinations.ai`.
+    pub base_url: String,
+    /// Regions; empty means one region named `default` at `base_url`.
+    pub regions: Vec<Region>,
+    /// The API key, sent as `Authorization: Bearer` to the configured regions only.
+    pub api_key: Option<ApiKey>,
+    /// Speak HTTP/2 over plain http without negotiation (h2c). Default: false.
+    pub http2_prior_knowledge: bool,
+    /// Path of the cheap request active health checks send. Default: `/v1/models`.
+    pub health_check_path: String,
+    /// Redirects followed within the same region; 0 turns them off. Default: 0.
+    pub max_redirects: u32,
+    /// `User-Agent` header. Default: `blossom/<version>`.
+    pub user_agent: String,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            session: SessionConfig::default(),
+            base_url: DEFAULT_BASE_URL.to_string(),
+            regions: Vec::new(),
+            api_key: None,
+            http2_prior_knowledge: false,
+            health_check_path: "/v1/models".to_string(),
+            max_redirects: 0,
+            user_agent: concat!("blossom/", env!("CARGO_PKG_VERSION")).to_string(),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// Reads a TOML file (`[session]`, `[[regions]]`, `base_url`, ...).
+    pub fn from_toml_file(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            field: "config_file".into(),
+            problem: format!("cannot read {}: {e}", path.display()),
+        })?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml_str(text: &str) -> Result<Self, Error> {
+        toml::from_str(text)
+            .map_err(|e| Error::Config { field: "config_file".into(), problem: e.message().to_string() })
+    }
+
+    /// Applies the environment: `POLLINATIONS_API_KEY`, `BLOSSOM_BASE_URL`,
+    /// `BLOSSOM_REGIONS` (`name=url,name=url`), `BLOSSOM_PRESET`, `BLOSSOM_LOG_LEVEL`.
+    pub fn apply_env(&mut self) -> Result<(), Error> {
+        self.apply_vars(|name| std::env::var(name).ok())
+    }
+
+    pub(crate) fn apply_vars(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), Error> {
+        if let Some(preset) = var("BLOSSOM_PRESET") {
+            self.session = SessionConfig::preset(&preset)?;
+        }
+        if let Some(key) = var("POLLINATIONS_API_KEY").filter(|k| !k.trim().is_empty()) {
+            self.api_key = Some(ApiKey::new(key));
+        }
+        if let Some(url) = var("BLOSSOM_BASE_URL") {
+            self.base_url = url;
+        }
+        if let Some(list) = var("BLOSSOM_REGIONS") {
+            self.regions = parse_region_list(&list)?;
+        }
+        if let Some(level) = var("BLOSSOM_LOG_LEVEL") {
+            self.session.log_level = level.parse()?;
+        }
+        Ok(())
+    }
+
+    /// The regions in force: the listed ones, or `default` at `base_url`.
+    pub fn effective_regions(&self) -> Vec<Region> {
+        if self.regions.is_empty() { vec![Region::new("default", self.base_url.clone())] } else { self.regions.clone() }
+    }
+}
+
+/// Parses `name=url,name=url` (the CLI's and `BLOSSOM_REGIONS`'s form).
+pub fn parse_region_list(list: &str) -> Result<Vec<Region>, Error> {
+    list.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .enumerate()
+        .map(|(i, item)| match item.split_once('=') {
+            Some((name, url)) if !name.trim().is_empty() => Ok(Region::new(name.trim(), url.trim()).priority(i as u32)),
+            _ => Err(Error::Config {
+                field: "regions".into(),
+                problem: format!("expected name=url, got `{}`", item.trim()),
+            }),
+        })
+        .collect()
+}
+
+/// A region's base URL, parsed once.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedRegion {
+    pub(crate) name: String,
+    pub(crate) tls: bool,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    /// `host` or `host:port`, for the Host header and h2 `:authority`.
+    pub(crate) authority: String,
+    /// Path prefix without a trailing slash ("" for none).
+    pub(crate) prefix: String,
+    pub(crate) spec: EndpointSpec,
+}
+
+impl ParsedRegion {
+    pub(crate) fn parse(region: &Region, index: usize) -> Result<Self, Error> {
+        let field = format!("regions[{index}].base_url");
+        let bad = |problem: String| Error::Config { field: field.clone(), problem };
+        if region.name.trim().is_empty() {
+            return Err(Error::Config { field: format!("regions[{index}].name"), problem: "must not be empty".into() });
+        }
+        let uri: http::Uri = region.base_url.parse().map_err(|e| bad(format!("is not a URL: {e}")))?;
+        let tls = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad("must start with https:// or http://".into())),
+        };
+        let authority = uri.authority().ok_or_else(|| bad("has no host".into()))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("must not carry credentials; use api_key".into()));
+        }
+        if uri.query().is_some() {
+            return Err(bad("must not have a query; put the key in api_key".into()));
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+        if host.is_empty() {
+            return Err(bad("has no host".into()));
+        }
+        let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        Ok(ParsedRegion {
+            name: region.name.clone(),
+            tls,
+            host,
+            port,
+            authority: authority.as_str().to_string(),
+            prefix: uri.path().trim_end_matches('/').to_string(),
+            spec: EndpointSpec { priority: region.priority, weight: region.weight },
+        })
+    }
+
+    pub(crate) fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_is_redacted() {
+        let config = ClientConfig { api_key: Some(ApiKey::new("sk_secret_123")), ..ClientConfig::default() };
+        let shown = format!("{config:?} {}", config.api_key.as_ref().unwrap());
+        assert!(!shown.contains("sk_secret_123"), "{shown}");
+    }
+
+    #[test]
+    fn env_sets_key_regions_and_preset() {
+        let vars = |name: &str| match name {
+            "POLLINATIONS_API_KEY" => Some(" sk_abc ".to_string()),
+            "BLOSSOM_REGIONS" => Some("eu=http://127.0.0.1:1, us=https://us.example".to_string()),
+            "BLOSSOM_PRESET" => Some("batch".to_string()),
+            _ => None,
+        };
+        let mut config = ClientConfig::default();
+        config.apply_vars(vars).unwrap();
+        assert_eq!(config.api_key.as_ref().unwrap().expose(), "sk_abc");
+        assert_eq!(config.regions.len(), 2);
+        assert_eq!(config.regions[1].priority, 1);
+        assert_eq!(config.session.sync_pool_maxsize, 10);
+        let mut bad = ClientConfig::default();
+        let err = bad.apply_vars(|n| (n == "BLOSSOM_REGIONS").then(|| "noequals".to_string())).unwrap_err();
+        assert!(err.to_string().contains("regions"), "{err}");
+    }
+
+    #[test]
+    fn toml_file_reads_session_and_regions() {
+        let text = r#"
+            base_url = "http://localhost:8080"
+            [session]
+            timeout = 10
+            sync_pool_maxsize = 40
+            [[regions]]
+            name = "a"
+            base_url = "http://127.0.0.1:9000/prefix/"
+            priority = 2
+        "#;
+        let config = ClientConfig::from_toml_str(text).unwrap();
+        assert_eq!(config.session.sync_pool_maxsize, 40);
+        let region = ParsedRegion::parse(&config.effective_regions()[0], 0).unwrap();
+        assert_eq!(
+            (region.host.as_str(), region.port, region.prefix.as_str(), region.tls),
+            ("127.0.0.1", 9000, "/prefix", false)
+        );
+        let err = ClientConfig::from_toml_str("sesion = 1").unwrap_err();
+        assert!(err.to_string().contains("sesion"), "{err}");
+    }
+
+    #[test]
+    fn base_urls_are_checked() {
+        for (url, needle) in [
+            ("ftp://x", "https://"),
+            ("https://user:pw@host", "credentials"),
+            ("https://host/?key=sk_1", "query"),
+            ("not a url", "URL"),
+        ] {
+            let err = ParsedRegion::parse(&Region::new("r", url), 0).unwrap_err().to_string();
+            assert!(err.contains(needle) && err.contains("regions[0].base_url"), "{url}: {err}");
+            assert!(!err.contains("sk_1"), "{err}");
+        }
+        let r = ParsedRegion::parse(&Region::new("r", DEFAULT_BASE_URL), 0).unwrap();
+        assert_eq!((r.port, r.tls, r.authority.as_str()), (443, true, "gen.pollinations.ai"));
+    }
+}

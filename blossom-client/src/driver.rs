@@ -1,0 +1,573 @@
+//! The driver: pool-core decides, this module acts on real connections.
+//!
+//! Core and the connection senders live behind one lock, held only for synchronous calls, never
+//! across an `.await`. Waiters park on oneshot channels outside the lock. The time is read in one
+//! place ([`Shared::now`], tokio's clock, so a paused or simulated clock drives everything), and a
+//! background task holding only a `Weak` runs core's timers and the active health checks.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, header};
+use http_body_util::Full;
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use pool_core::{Checkout, CloseReason, ConnId, Core, Event, Grant, Protocol, Time, WaiterId};
+use tokio::sync::{Notify, broadcast, oneshot};
+
+use crate::api::RequestSpec;
+use crate::config::{ApiKey, ClientConfig, ParsedRegion};
+use crate::connect::{Connect, Target};
+use crate::error::{Error, TimeoutPhase};
+use crate::stats::Recorder;
+
+/// A request sender on an open connection.
+pub(crate) enum Sender {
+    H1(http1::SendRequest<Full<Bytes>>),
+    H2(http2::SendRequest<Full<Bytes>>),
+}
+
+impl Sender {
+    fn is_closed(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_closed(),
+            Sender::H2(s) => s.is_closed(),
+        }
+    }
+
+    pub(crate) fn is_h2(&self) -> bool {
+        matches!(self, Sender::H2(_))
+    }
+
+    pub(crate) async fn send(
+        &mut self,
+        request: http::Request<Full<Bytes>>,
+    ) -> hyper::Result<http::Response<hyper::body::Incoming>> {
+        match self {
+            Sender::H1(s) => {
+                s.ready().await?;
+                s.send_request(request).await
+            }
+            Sender::H2(s) => s.send_request(request).await,
+        }
+    }
+}
+
+/// A connection in the driver's table.
+struct Entry {
+    id: ConnId,
+    /// `None` while an HTTP/1 connection is lent to a request.
+    sender: Option<Sender>,
+}
+
+/// State under the lock.
+pub(crate) struct Inner {
+    pub(crate) core: Core,
+    conns: Vec<Option<Entry>>,
+    waiters: HashMap<WaiterId, oneshot::Sender<Grant>>,
+    pub(crate) recorder: Recorder,
+    /// The time the background task sleeps until.
+    scheduled: Time,
+}
+
+/// An event with the region it concerns, as `client.events()` yields it.
+#[derive(Debug, Clone)]
+pub struct ClientEvent {
+    /// Time since the client was built.
+    pub at: Duration,
+    /// The region's name, when the event concerns one.
+    pub region: Option<String>,
+    /// What core decided.
+    pub event: Event,
+}
+
+/// Everything the clones of a client share.
+pub(crate) struct Shared {
+    inner: Mutex<Inner>,
+    epoch: tokio::time::Instant,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) regions: Vec<ParsedRegion>,
+    connector: Arc<dyn Connect>,
+    pub(crate) config: ClientConfig,
+    pub(crate) api_key: Option<ApiKey>,
+    pub(crate) events: broadcast::Sender<ClientEvent>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.wake.notify_one();
+    }
+}
+
+/// A connection lent to one request.
+pub(crate) struct Lease {
+    pub(crate) conn: ConnId,
+    pub(crate) sender: Sender,
+    pub(crate) reused: bool,
+    pub(crate) waited: Duration,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: ClientConfig,
+        regions: Vec<ParsedRegion>,
+        connector: Arc<dyn Connect>,
+    ) -> Result<Arc<Shared>, Error> {
+        let specs: Vec<_> = regions.iter().map(|r| r.spec.clone()).collect();
+        let epoch = tokio::time::Instant::now();
+        let mut core = Core::new(config.session.clone(), &specs, Time::ZERO)?;
+        if config.http2_prior_knowledge {
+            for endpoint in 0..regions.len() {
+                core.pool_mut().expect_http2(endpoint);
+            }
+        }
+        let total = config.session.async_limit_total as usize;
+        let (events, _) = broadcast::channel(1024);
+        Ok(Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                core,
+                conns: (0..total).map(|_| None).collect(),
+                waiters: HashMap::new(),
+                recorder: Recorder::new(1000),
+                scheduled: Time::ZERO,
+            }),
+            epoch,
+            wake: Arc::new(Notify::new()),
+            regions,
+            connector,
+            api_key: config.api_key.clone(),
+            config,
+            events,
+        }))
+    }
+
+    /// The one place the client reads the clock.
+    pub(crate) fn now(&self) -> Time {
+        Time::from_elapsed(self.epoch.elapsed())
+    }
+
+    /// The tokio instant of a core time.
+    pub(crate) fn instant(&self, time: Time) -> tokio::time::Instant {
+        self.epoch + time.elapsed()
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Delivers grants, closes connections core dropped, and publishes events. Call after every
+    /// core call that may have changed something, with the lock held.
+    pub(crate) fn settle(&self, inner: &mut Inner) {
+        let now = self.now();
+        loop {
+            let mut progressed = false;
+            while let Some((id, _reason)) = inner.core.pool_mut().poll_close() {
+                if let Some(slot) = inner.conns.get_mut(id.index() as usize) {
+                    if slot.as_ref().is_some_and(|e| e.id == id) {
+                        *slot = None;
+                    }
+                }
+                progressed = true;
+            }
+            while let Some((waiter, grant)) = inner.core.pool_mut().poll_grant() {
+                progressed = true;
+                let delivered = match inner.waiters.remove(&waiter) {
+                    Some(tx) => tx.send(grant).is_ok(),
+                    None => false,
+                };
+                if !delivered {
+                    inner.core.pool_mut().give_back(now, grant);
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        while let Some(event) = inner.core.poll_event() {
+            self.publish(now, event);
+        }
+        // Wake the background task only when a deadline came earlier than it sleeps to.
+        if let Some(next) = inner.core.poll_timeout() {
+            if next < inner.scheduled {
+                inner.scheduled = next;
+                self.wake.notify_one();
+            }
+        }
+    }
+
+    fn publish(&self, now: Time, event: Event) {
+        let region = match &event {
+            Event::Breaker { endpoint, event: e } => {
+                let name = &self.regions[*endpoint].name;
+                tracing::warn!(region = %name, from = ?e.from, to = ?e.to, reason = ?e.reason, "circuit breaker transition");
+                Some(*endpoint)
+            }
+            Event::Resized { endpoint, event: e } => {
+                tracing::info!(region = %self.regions[*endpoint].name, from = e.from, to = e.to, policy = e.policy, "pool resized");
+                Some(*endpoint)
+            }
+            Event::Paused { endpoint, until, .. } => {
+                let wait = until.saturating_since(now);
+                tracing::warn!(region = %self.regions[*endpoint].name, wait_ms = wait.as_millis() as u64, "rate limited: pausing region");
+                Some(*endpoint)
+            }
+            Event::Failover { from, to, .. } => {
+                tracing::warn!(from = %self.regions[*from].name, to = %self.regions[*to].name, "failover");
+                Some(*to)
+            }
+            Event::Health(e) => {
+                tracing::warn!(event = ?e, "health");
+                health_endpoint(e)
+            }
+            _ => None,
+        };
+        let region = region.map(|i| self.regions[i].name.clone());
+        let _ = self.events.send(ClientEvent { at: now.elapsed(), region, event });
+    }
+
+    pub(crate) fn build_request(
+        &self,
+        region: &ParsedRegion,
+        spec: &RequestSpec,
+        path: &str,
+        h2: bool,
+    ) -> http::Request<Full<Bytes>> {
+        let full_path = format!("{}{}", region.prefix, path);
+        let uri = if h2 { format!("{}://{}{}", region.scheme(), region.authority, full_path) } else { full_path };
+        let mut builder = http::Request::builder()
+            .method(spec.method.clone())
+            .uri(uri)
+            .header(header::ACCEPT, spec.accept)
+            .header(header::USER_AGENT, self.config.user_agent.as_str());
+        if !h2 {
+            builder = builder.header(header::HOST, region.authority.as_str());
+        }
+        if let Some(content_type) = spec.content_type {
+            builder = builder.header(header::CONTENT_TYPE, content_type);
+        }
+        if let Some(key) = &self.api_key {
+            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
+                value.set_sensitive(true);
+                builder = builder.header(header::AUTHORIZATION, value);
+            }
+        }
+        builder
+            .body(Full::new(spec.body.clone().unwrap_or_default()))
+            .expect("a valid request: uri and headers were checked")
+    }
+
+    /// Turns a checkout into a step the request can await; registers a waiter's channel.
+    /// Call under the same lock as the checkout.
+    pub(crate) fn step(&self, inner: &mut Inner, checkout: Checkout) -> Step {
+        match checkout {
+            Checkout::Reuse(id) => Step::Grant(Grant::Reuse(id)),
+            Checkout::Connect(id) => Step::Grant(Grant::Connect(id)),
+            Checkout::Wait(waiter) => {
+                let (tx, rx) = oneshot::channel();
+                inner.waiters.insert(waiter, tx);
+                Step::Wait(waiter, rx)
+            }
+            Checkout::Reject(_) => Step::Full,
+        }
+    }
+
+    /// A connection for `endpoint`: reuses, connects or waits as the step says.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        endpoint: usize,
+        first: Step,
+        pool_deadline: Time,
+    ) -> Result<Lease, Error> {
+        let mut step = first;
+        let started = self.now();
+        let mut waited = Duration::ZERO;
+        loop {
+            let grant = match step {
+                Step::Grant(grant) => grant,
+                Step::Full => return Err(Error::PoolFull { region: self.regions[endpoint].name.clone() }),
+                Step::Wait(waiter, rx) => {
+                    let grant = WaitGuard { shared: self, waiter, rx: Some(rx) }.wait().await;
+                    waited = self.now().saturating_since(started);
+                    grant
+                }
+            };
+            match grant {
+                Grant::Reuse(id) => {
+                    let mut inner = self.lock();
+                    if let Some(sender) = take_sender(&mut inner, id) {
+                        return Ok(Lease { conn: id, sender, reused: true, waited });
+                    }
+                    // Closed by the server while idle: never hand it out; ask again.
+                    let now = self.now();
+                    inner.core.pool_mut().on_closed(now, id, CloseReason::ServerClosed);
+                    let checkout = inner.core.pool_mut().checkout(now, endpoint, pool_deadline);
+                    step = self.step(&mut inner, checkout);
+                    self.settle(&mut inner);
+                }
+                Grant::Connect(id) => {
+                    let sender =
+                        self.connect(endpoint, id, false).await?.expect("a request's connection is lent to it");
+                    return Ok(Lease { conn: id, sender, reused: false, waited });
+                }
+                Grant::TimedOut => {
+                    return Err(Error::Timeout {
+                        phase: TimeoutPhase::PoolWait,
+                        limit: self.config.session.pool_timeout,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Opens a connection in slot `id`: connect, TLS and HTTP handshake, within the connect timeout.
+    /// A `warm` connection goes idle into the table (`Ok(None)`); otherwise it is lent to the caller.
+    pub(crate) async fn connect(
+        self: &Arc<Self>,
+        endpoint: usize,
+        id: ConnId,
+        warm: bool,
+    ) -> Result<Option<Sender>, Error> {
+        let mut guard = ConnectGuard { shared: self, id, armed: true };
+        let region = &self.regions[endpoint];
+        let target = Target {
+            tls: region.tls,
+            host: region.host.clone(),
+            port: region.port,
+            offer_h2: self.config.session.http2,
+        };
+        let limit = self.config.session.async_timeout_connect;
+        let prior_knowledge = self.config.http2_prior_knowledge;
+        let opened = tokio::time::timeout(limit, async {
+            let connection =
+                self.connector.connect(&target).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
+            let io = TokioIo::new(connection.io);
+            if prior_knowledge || connection.negotiated_h2 {
+                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(io)
+                    .await
+                    .map_err(|e| Box::new(e) as crate::error::BoxError)?;
+                Ok::<_, crate::error::BoxError>((Sender::H2(sender), ConnTask::H2(Box::pin(conn))))
+            } else {
+                let (sender, conn) =
+                    http1::Builder::new().handshake(io).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
+                Ok((Sender::H1(sender), ConnTask::H1(Box::pin(conn))))
+            }
+        })
+        .await;
+        let (sender, task) = match opened {
+            Err(_) => return Err(Error::Timeout { phase: TimeoutPhase::Connect, limit }),
+            Ok(Err(source)) => return Err(Error::Connect { region: region.name.clone(), source }),
+            Ok(Ok(opened)) => opened,
+        };
+        guard.armed = false;
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            task.run().await;
+            if let Some(shared) = weak.upgrade() {
+                shared.connection_ended(id);
+            }
+        });
+        let mut inner = self.lock();
+        let protocol = match &sender {
+            Sender::H2(_) => Protocol::Http2 { max_streams: self.config.session.pool().http2_default_streams },
+            Sender::H1(_) => Protocol::Http1,
+        };
+        inner.core.pool_mut().on_connected(self.now(), id, protocol);
+        let (stored, lent) = match sender {
+            Sender::H2(s) if warm => (Some(Sender::H2(s)), None),
+            Sender::H2(s) => (Some(Sender::H2(s.clone())), Some(Sender::H2(s))),
+            Sender::H1(s) if warm => (Some(Sender::H1(s)), None),
+            Sender::H1(s) => (None, Some(Sender::H1(s))),
+        };
+        if let Some(slot) = inner.conns.get_mut(id.index() as usize) {
+            *slot = Some(Entry { id, sender: stored });
+        }
+        self.settle(&mut inner);
+        Ok(lent)
+    }
+
+    /// The server (or an error) ended a connection: forget it if idle; a busy one is closed
+    /// when its request releases it.
+    fn connection_ended(&self, id: ConnId) {
+        let mut inner = self.lock();
+        let pool = inner.core.pool_mut();
+        if pool.is_live(id) && pool.in_use(id) == 0 {
+            pool.on_closed(self.now(), id, CloseReason::ServerClosed);
+            if let Some(slot) = inner.conns.get_mut(id.index() as usize) {
+                *slot = None;
+            }
+            self.settle(&mut inner);
+        }
+    }
+
+    /// Gives a connection back after a request.
+    pub(crate) fn release(&self, inner: &mut Inner, lease: Lease, reusable: bool) {
+        let reusable = reusable && !lease.sender.is_closed();
+        if reusable {
+            if let (Sender::H1(_), Some(Some(entry))) =
+                (&lease.sender, inner.conns.get_mut(lease.conn.index() as usize))
+            {
+                if entry.id == lease.conn {
+                    entry.sender = Some(lease.sender);
+                }
+            }
+        }
+        inner.core.pool_mut().release(self.now(), lease.conn, reusable);
+    }
+
+    /// Runs core's timers; returns when to run again.
+    fn tick(self: &Arc<Self>) -> Option<Time> {
+        let now = self.now();
+        let mut inner = self.lock();
+        inner.core.handle_timeout(now);
+        // Validation: an idle connection the server closed is dropped now, not at checkout.
+        let idle: Vec<ConnId> =
+            (0..self.regions.len()).flat_map(|e| inner.core.pool().idle_connections(e).collect::<Vec<_>>()).collect();
+        for id in idle {
+            let closed = inner
+                .conns
+                .get(id.index() as usize)
+                .and_then(Option::as_ref)
+                .and_then(|e| e.sender.as_ref())
+                .is_none_or(Sender::is_closed);
+            if closed {
+                inner.core.pool_mut().on_closed(now, id, CloseReason::ServerClosed);
+                inner.conns[id.index() as usize] = None;
+            }
+        }
+        let mut checks = Vec::new();
+        while let Some(endpoint) = inner.core.poll_check(now) {
+            checks.push(endpoint);
+        }
+        self.settle(&mut inner);
+        let next = inner.core.poll_timeout();
+        inner.scheduled = next.unwrap_or(Time::MAX);
+        drop(inner);
+        for endpoint in checks {
+            let shared = self.clone();
+            tokio::spawn(async move { crate::health::probe(shared, endpoint).await });
+        }
+        next
+    }
+}
+
+/// What a request does next to get a connection.
+pub(crate) enum Step {
+    Grant(Grant),
+    Wait(WaiterId, oneshot::Receiver<Grant>),
+    Full,
+}
+
+/// Starts the background task: timers, validation and health checks. It holds only a `Weak`,
+/// so dropping the last client clone stops it.
+pub(crate) fn spawn_background(shared: &Arc<Shared>) {
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    let wake = shared.wake.clone();
+    tokio::spawn(async move {
+        loop {
+            let deadline = {
+                let Some(shared) = weak.upgrade() else { return };
+                let next = shared.tick();
+                let cap = shared.now() + Duration::from_secs(60);
+                shared.instant(next.map_or(cap, |t| t.min(cap)))
+            };
+            tokio::select! {
+                biased;
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    });
+}
+
+fn take_sender(inner: &mut Inner, id: ConnId) -> Option<Sender> {
+    let entry = inner.conns.get_mut(id.index() as usize)?.as_mut().filter(|e| e.id == id)?;
+    match entry.sender.as_ref()? {
+        sender if sender.is_closed() => None,
+        Sender::H2(s) => Some(Sender::H2(s.clone())),
+        Sender::H1(_) => entry.sender.take(),
+    }
+}
+
+type BoxedIo = TokioIo<Box<dyn crate::connect::Io>>;
+
+/// A connection's background future.
+enum ConnTask {
+    H1(std::pin::Pin<Box<http1::Connection<BoxedIo, Full<Bytes>>>>),
+    H2(std::pin::Pin<Box<http2::Connection<BoxedIo, Full<Bytes>, TokioExecutor>>>),
+}
+
+impl ConnTask {
+    async fn run(self) {
+        let result = match self {
+            ConnTask::H1(conn) => conn.await,
+            ConnTask::H2(conn) => conn.await,
+        };
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Takes a waiter out of the queue if its request is dropped, and gives back a grant that
+/// arrived too late.
+struct WaitGuard<'a> {
+    shared: &'a Shared,
+    waiter: WaiterId,
+    rx: Option<oneshot::Receiver<Grant>>,
+}
+
+impl WaitGuard<'_> {
+    async fn wait(mut self) -> Grant {
+        let rx = self.rx.as_mut().expect("receiver present until dropped");
+        let grant = rx.await.unwrap_or(Grant::TimedOut);
+        self.rx = None;
+        grant
+    }
+}
+
+impl Drop for WaitGuard<'_> {
+    fn drop(&mut self) {
+        let Some(mut rx) = self.rx.take() else { return };
+        let mut inner = self.shared.lock();
+        inner.waiters.remove(&self.waiter);
+        let now = self.shared.now();
+        if !inner.core.pool_mut().cancel_wait(self.waiter) {
+            if let Ok(grant) = rx.try_recv() {
+                inner.core.pool_mut().give_back(now, grant);
+            }
+        }
+        self.shared.settle(&mut inner);
+    }
+}
+
+/// Frees a reserved slot if connecting fails or is abandoned.
+struct ConnectGuard<'a> {
+    shared: &'a Shared,
+    id: ConnId,
+    armed: bool,
+}
+
+impl Drop for ConnectGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut inner = self.shared.lock();
+            inner.core.pool_mut().on_connect_failed(self.shared.now(), self.id);
+            self.shared.settle(&mut inner);
+        }
+    }
+}
+
+fn health_endpoint(event: &pool_core::HealthEvent) -> Option<usize> {
+    use pool_core::HealthEvent as H;
+    match event {
+        H::Ejected { endpoint, .. }
+        | H::Readmitted { endpoint, .. }
+        | H::MarkedUnhealthy { endpoint, .. }
+        | H::MarkedHealthy { endpoint, .. } => Some(*endpoint),
+        _ => None,
+    }
+}

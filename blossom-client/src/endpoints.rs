@@ -1,0 +1,245 @@
+//! The Pollinations API on the client: text, chat (plain and streamed), image, models.
+
+use std::path::Path;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_util::Stream;
+use http::header;
+use http_body_util::BodyExt;
+use pool_core::{Analysis, Outcome, SessionConfig};
+
+use crate::api::{
+    ChatOptions, Image, ImageOptions, Message, Model, ModelKind, TextOptions, chat_request, check_image_response,
+    image_request, image_url, models_request, parse_chat_response, parse_models, parse_text_response,
+    simple_text_request,
+};
+use crate::client::{BlossomClient, Completion, Streaming};
+use crate::error::{Error, TimeoutPhase};
+use crate::sse::{SseDecoder, SseItem};
+
+/// Text and chat generation: `client.text()`.
+#[derive(Debug, Clone, Copy)]
+pub struct TextApi<'a> {
+    client: &'a BlossomClient,
+}
+
+/// Image generation: `client.image()`.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageApi<'a> {
+    client: &'a BlossomClient,
+}
+
+/// A stream of text deltas from a streamed chat.
+pub type TextStream = Pin<Box<dyn Stream<Item = Result<String, Error>> + Send>>;
+
+impl BlossomClient {
+    /// Text and chat generation.
+    pub fn text(&self) -> TextApi<'_> {
+        TextApi { client: self }
+    }
+
+    /// Image generation.
+    pub fn image(&self) -> ImageApi<'_> {
+        ImageApi { client: self }
+    }
+
+    /// The models available for text or images.
+    pub async fn models(&self, kind: ModelKind) -> Result<Vec<Model>, Error> {
+        let reply = self.execute(&models_request(kind)).await?;
+        parse_models(&reply.body)
+    }
+}
+
+impl TextApi<'_> {
+    /// Generates text for a prompt with the default model (`GET /text/{prompt}`).
+    pub async fn generate(&self, prompt: &str) -> Result<String, Error> {
+        self.generate_with(prompt, &TextOptions::default()).await
+    }
+
+    /// Generates text with options (model, max_tokens, temperature, seed, system).
+    pub async fn generate_with(&self, prompt: &str, options: &TextOptions) -> Result<String, Error> {
+        let reply = self.client.execute(&simple_text_request(prompt, options)?).await?;
+        parse_text_response(&reply.body)
+    }
+
+    /// Answers a conversation (`POST /v1/chat/completions`).
+    pub async fn chat(&self, messages: &[Message]) -> Result<String, Error> {
+        self.chat_with(messages, &ChatOptions::default()).await
+    }
+
+    /// Answers a conversation with options.
+    pub async fn chat_with(&self, messages: &[Message], options: &ChatOptions) -> Result<String, Error> {
+        let reply = self.client.execute(&chat_request(messages, options, false)?).await?;
+        parse_chat_response(&reply.body)
+    }
+
+    /// Streams the answer as text deltas; ends on the server's `[DONE]`. Retries happen only
+    /// before the first byte; then the read timeout applies between chunks, and lines are bounded.
+    pub fn chat_stream(&self, messages: &[Message], options: &ChatOptions) -> TextStream {
+        let client = self.client.clone();
+        let spec = chat_request(messages, options, true);
+        Box::pin(futures_util::stream::unfold(State::Start(client, spec), |state| async move {
+            match state {
+                State::Start(_, Err(error)) => Some((Err(error), State::Done)),
+                State::Start(client, Ok(spec)) => match client.execute_streaming(&spec).await {
+                    Err(error) => Some((Err(error), State::Done)),
+                    Ok(streaming) => next_delta(Reading::new(streaming)).await,
+                },
+                State::Reading(reading) => next_delta(*reading).await,
+                State::Done => None,
+            }
+        }))
+    }
+}
+
+enum State {
+    Start(BlossomClient, Result<crate::api::RequestSpec, Error>),
+    Reading(Box<Reading>),
+    Done,
+}
+
+struct Reading {
+    body: hyper::body::Incoming,
+    decoder: SseDecoder,
+    done: Option<Completion>,
+    read_timeout: Duration,
+    ended: bool,
+}
+
+impl Reading {
+    fn new(streaming: Streaming) -> Self {
+        let read_timeout = streaming.done.read_timeout();
+        let decoder = SseDecoder::new(streaming.done.max_line_bytes());
+        Reading { body: streaming.body, decoder, done: Some(streaming.done), read_timeout, ended: false }
+    }
+
+    fn fail(mut self, error: Error, outcome: Outcome) -> Option<(Result<String, Error>, State)> {
+        if let Some(done) = self.done.take() {
+            done.complete(outcome, false);
+        }
+        Some((Err(error), State::Done))
+    }
+}
+
+async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
+    loop {
+        match r.decoder.next_event() {
+            Some(SseItem::Delta(text)) => return Some((Ok(text), State::Reading(Box::new(r)))),
+            Some(SseItem::Done) => {
+                // Read the rest (normally nothing) so the connection can be reused.
+                let rest = tokio::time::timeout(r.read_timeout, async {
+                    while let Some(frame) = r.body.frame().await {
+                        frame.ok()?;
+                    }
+                    Some(())
+                });
+                let reusable = matches!(rest.await, Ok(Some(())));
+                if let Some(done) = r.done.take() {
+                    done.complete(Outcome::Success, reusable);
+                }
+                return None;
+            }
+            None if r.ended => {
+                return match r.decoder.finish() {
+                    Err(error) => r.fail(error, Outcome::Failure),
+                    Ok(()) if r.decoder.is_done() => {
+                        if let Some(done) = r.done.take() {
+                            done.complete(Outcome::Success, true);
+                        }
+                        None
+                    }
+                    Ok(()) => {
+                        let error = Error::Stream { what: "the stream ended before [DONE]".into(), source: None };
+                        r.fail(error, Outcome::Failure)
+                    }
+                };
+            }
+            None => {}
+        }
+        match tokio::time::timeout(r.read_timeout, r.body.frame()).await {
+            Err(_) => {
+                let error = Error::Timeout { phase: TimeoutPhase::Read, limit: r.read_timeout };
+                return r.fail(error, Outcome::Timeout);
+            }
+            Ok(None) => r.ended = true,
+            Ok(Some(Err(e))) => {
+                let error = Error::Stream { what: "the stream broke off".into(), source: Some(Box::new(e)) };
+                return r.fail(error, Outcome::Failure);
+            }
+            Ok(Some(Ok(frame))) => {
+                if let Ok(data) = frame.into_data() {
+                    if let Err(error) = r.decoder.feed(&data) {
+                        return r.fail(error, Outcome::Failure);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl ImageApi<'_> {
+    /// Generates an image (`GET /image/{prompt}`): its bytes and content type.
+    pub async fn generate(&self, prompt: &str, options: &ImageOptions) -> Result<Image, Error> {
+        let reply = self.client.execute(&image_request(prompt, options)?).await?;
+        let content_type = reply.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        check_image_response(content_type, reply.body)
+    }
+
+    /// The URL of an image, for a browser or an `<img>` (the first region's base URL; never
+    /// carries the API key).
+    pub fn url(&self, prompt: &str, options: &ImageOptions) -> Result<String, Error> {
+        let region = &self.client.shared.regions[0];
+        let base = format!("{}://{}{}", region.scheme(), region.authority, region.prefix);
+        image_url(&base, prompt, options)
+    }
+
+    /// Generates an image and writes it to `path`.
+    pub async fn save(&self, prompt: &str, options: &ImageOptions, path: impl AsRef<Path>) -> Result<Image, Error> {
+        let image = self.generate(prompt, options).await?;
+        let path = path.as_ref();
+        tokio::fs::write(path, &image.bytes)
+            .await
+            .map_err(|e| Error::InvalidInput { what: format!("cannot write {}: {e}", path.display()) })?;
+        Ok(image)
+    }
+}
+
+/// The optimizer's view of the traffic seen: the analysis and the configuration it recommends.
+#[derive(Debug, Clone)]
+pub struct Optimization {
+    /// `None` until a request has finished.
+    pub analysis: Option<Analysis>,
+    /// The client's configuration with the recommended pool sizes and timeouts applied.
+    pub recommended: SessionConfig,
+}
+
+impl Optimization {
+    pub(crate) fn from_core(core: &pool_core::Core) -> Self {
+        let analysis = core.optimizer().analysis();
+        let r = core.optimizer().recommendation();
+        let recommended = SessionConfig {
+            sync_pool_connections: r.sync_pool_connections,
+            sync_pool_maxsize: r.sync_pool_maxsize,
+            async_limit_total: r.async_limit_total,
+            async_limit_per_host: r.async_limit_per_host.min(r.async_limit_total),
+            sync_timeout_read: r.read_timeout,
+            async_timeout_sock_read: r.read_timeout,
+            timeout: r.total_timeout,
+            ..core.config().clone()
+        };
+        Optimization { analysis, recommended }
+    }
+}
+
+impl std::fmt::Display for Optimization {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.analysis {
+            None => write!(f, "No metrics available for analysis"),
+            Some(analysis) => {
+                writeln!(f, "{analysis}")?;
+                write!(f, "Optimal pool size: {}", self.recommended.sync_pool_connections)
+            }
+        }
+    }
+}
