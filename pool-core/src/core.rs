@@ -280,9 +280,6 @@ impl Core {
 
     /// Where and how to send an attempt of `request`.
     pub fn begin(&mut self, now: Time, request: &Request) -> Decision {
-        if request.attempt == 0 {
-            self.retry.on_request(now);
-        }
         let (breakers, health, paused) = (&self.breakers, &self.health, &self.paused);
         let pick = self.router.pick(now, |i| {
             if request.avoid & (1 << i) != 0 {
@@ -326,6 +323,10 @@ impl Core {
         }
         if let Some(from) = request.last_endpoint.filter(|from| *from != endpoint) {
             self.push(Event::Failover { from, to: endpoint, at: now });
+        }
+        if request.attempt == 0 {
+            // Each request deposits once into the retry budget, when it is first admitted.
+            self.retry.on_request(now);
         }
         self.router.on_start(endpoint);
         self.in_flight += 1;
@@ -412,7 +413,8 @@ impl Core {
         self.health.on_check_result(now, endpoint, passed, took);
     }
 
-    /// Runs every time-driven transition due at `now`.
+    /// Runs every time-driven transition due at `now`. Due health checks are taken with
+    /// [`Core::poll_check`], which a driver calls too (else `poll_timeout` stays at the check time).
     pub fn handle_timeout(&mut self, now: Time) {
         self.pool.handle_timeout(now);
         for breaker in &mut self.breakers {
