@@ -359,6 +359,7 @@ pub struct Breaker {
     opens: u32,
     probes_in_flight: u32,
     probe_successes: u32,
+    injected_extra_probes: u32,
     window: Window,
     events: VecDeque<BreakerEvent>,
     dropped_events: u64,
@@ -385,6 +386,7 @@ impl Breaker {
             opens: 0,
             probes_in_flight: 0,
             probe_successes: 0,
+            injected_extra_probes: 0,
             events: VecDeque::with_capacity(EVENT_CAPACITY),
             dropped_events: 0,
         })
@@ -403,6 +405,23 @@ impl Breaker {
             S::Open => now >= self.open_until,
             S::HalfOpen => !self.half_open_expired(now) && self.probe_slot_free(),
         }
+    }
+
+    /// Probes admitted in this half-open period and still out, and probe successes counted.
+    pub fn probes(&self) -> (u32, u32) {
+        (self.probes_in_flight, self.probe_successes)
+    }
+
+    /// The probe bound: in flight plus counted never above `half_open_max_probes`.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let (out, counted) = self.probes();
+        if out + counted > self.config.half_open_max_probes {
+            return Err(format!(
+                "breaker probes {out} in flight + {counted} counted exceed half_open_max_probes {}",
+                self.config.half_open_max_probes
+            ));
+        }
+        Ok(())
     }
 
     /// When OPEN ends, if open.
@@ -506,7 +525,14 @@ impl Breaker {
     }
 
     fn probe_slot_free(&self) -> bool {
-        self.probes_in_flight + self.probe_successes < self.config.half_open_max_probes
+        self.probes_in_flight + self.probe_successes < self.config.half_open_max_probes + self.injected_extra_probes
+    }
+
+    /// Fault injection for the simulation's self-test: admit `extra` probes beyond the bound.
+    /// Never use it outside a test of the invariant checker.
+    #[doc(hidden)]
+    pub fn inject_extra_probes(&mut self, extra: u32) {
+        self.injected_extra_probes = extra;
     }
 
     fn half_open_expired(&self, now: Time) -> bool {

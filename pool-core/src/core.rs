@@ -212,6 +212,58 @@ pub enum Event {
     },
 }
 
+/// One decision, as the journal records it (for the simulation's checks and trace).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum JournalEntry {
+    /// An attempt was admitted to `endpoint`, with what held just before.
+    Admitted {
+        /// When.
+        at: Time,
+        /// Where.
+        endpoint: usize,
+        /// Attempt number of the request.
+        attempt: u32,
+        /// A half-open probe.
+        probe: bool,
+        /// The breaker's state before admission.
+        breaker_before: BreakerState,
+        /// Whether the breaker would admit before the call.
+        breaker_admitting: bool,
+        /// The endpoint's `Retry-After` pause.
+        paused_until: Time,
+        /// Health said usable (or panic mode).
+        usable: bool,
+        /// Some other endpoint not avoided by the request was fully ready.
+        other_ready: bool,
+    },
+    /// An attempt ended.
+    Finished {
+        /// When.
+        at: Time,
+        /// Where.
+        endpoint: usize,
+        /// How.
+        outcome: Outcome,
+    },
+    /// An attempt ended without an outcome.
+    Abandoned {
+        /// When.
+        at: Time,
+        /// Where.
+        endpoint: usize,
+    },
+    /// A retry decision.
+    Retried {
+        /// When.
+        at: Time,
+        /// Attempts made so far.
+        attempt: u32,
+        /// What was decided.
+        decision: Retry,
+    },
+}
+
 /// Every component, composed for one client.
 #[derive(Debug)]
 pub struct Core {
@@ -228,6 +280,7 @@ pub struct Core {
     in_flight: u32,
     events: VecDeque<Event>,
     dropped_events: u64,
+    journal: Option<VecDeque<JournalEntry>>,
 }
 
 impl Core {
@@ -274,6 +327,7 @@ impl Core {
             in_flight: 0,
             events: VecDeque::with_capacity(EVENT_CAPACITY),
             dropped_events: 0,
+            journal: None,
             config,
         })
     }
@@ -312,6 +366,7 @@ impl Core {
         if let Acquire::WaitUntil(until) = self.limiter.try_acquire(now) {
             return Decision::WaitUntil { until, reason: WaitReason::RateLimited };
         }
+        let before = self.journal.is_some().then(|| self.snapshot(now, request, endpoint));
         let Admission::Admitted(permit) = self.breakers[endpoint].try_acquire(now) else {
             // would_admit said yes a moment ago at the same `now`; the breaker is deterministic.
             return Decision::Reject(RejectReason::NoEndpoint);
@@ -320,6 +375,15 @@ impl Core {
         if let Checkout::Reject(reject) = checkout {
             self.breakers[endpoint].on_cancel(permit);
             return Decision::Reject(RejectReason::PoolFull(reject));
+        }
+        if let (Some(mut entry), Some(journal)) = (before, &mut self.journal) {
+            if let JournalEntry::Admitted { probe, .. } = &mut entry {
+                *probe = permit.is_probe();
+            }
+            if journal.len() >= 65_536 {
+                journal.pop_front();
+            }
+            journal.push_back(entry);
         }
         if let Some(from) = request.last_endpoint.filter(|from| *from != endpoint) {
             self.push(Event::Failover { from, to: endpoint, at: now });
@@ -337,6 +401,9 @@ impl Core {
     pub fn finish(&mut self, now: Time, ticket: Ticket, outcome: Outcome) {
         let endpoint = ticket.endpoint;
         let latency = now.saturating_since(ticket.started);
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(JournalEntry::Finished { at: now, endpoint, outcome });
+        }
         let breaker_outcome = match outcome {
             Outcome::Success => BreakerOutcome::Success,
             Outcome::Failure | Outcome::Timeout => BreakerOutcome::Failure,
@@ -368,6 +435,9 @@ impl Core {
     /// An admitted attempt that never ran (pool wait timed out, caller gave up): frees its
     /// breaker probe slot and its in-flight count without recording an outcome.
     pub fn abandon(&mut self, now: Time, ticket: Ticket) {
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(JournalEntry::Abandoned { at: now, endpoint: ticket.endpoint });
+        }
         self.breakers[ticket.endpoint].on_cancel(ticket.permit);
         self.router.on_finish(now, ticket.endpoint, None);
         self.in_flight = self.in_flight.saturating_sub(1);
@@ -375,12 +445,40 @@ impl Core {
 
     /// Whether and when attempt number `request.attempt + 1` may go.
     pub fn retry(&mut self, now: Time, request: &Request) -> Retry {
-        match self.retry.decide(now, request.attempt) {
+        let decision = match self.retry.decide(now, request.attempt) {
             RetryDecision::RetryAfter(delay) if now + delay < request.deadline => Retry::At(now + delay),
             RetryDecision::RetryAfter(_) => Retry::No(NoRetry::Deadline),
             RetryDecision::Exhausted => Retry::No(NoRetry::Exhausted),
             RetryDecision::OverBudget => Retry::No(NoRetry::OverBudget),
+        };
+        if let Some(journal) = &mut self.journal {
+            journal.push_back(JournalEntry::Retried { at: now, attempt: request.attempt, decision });
         }
+        decision
+    }
+
+    /// Starts (or stops) recording every decision in a journal drained with
+    /// [`Core::poll_journal`]. Off by default; the simulation turns it on.
+    pub fn set_journal(&mut self, on: bool) {
+        self.journal = on.then(|| VecDeque::with_capacity(EVENT_CAPACITY));
+    }
+
+    /// The next journal entry.
+    pub fn poll_journal(&mut self) -> Option<JournalEntry> {
+        self.journal.as_mut()?.pop_front()
+    }
+
+    /// Checks every component's bookkeeping (the simulation calls this at every step).
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.pool.check_invariants()?;
+        for (endpoint, breaker) in self.breakers.iter().enumerate() {
+            breaker.check_invariants().map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+        }
+        let in_flight: u32 = (0..self.endpoints()).map(|e| self.router.in_flight(e)).sum();
+        if in_flight != self.in_flight {
+            return Err(format!("router counts {in_flight} in flight, core {}", self.in_flight));
+        }
+        Ok(())
     }
 
     /// Nothing is sent to `endpoint` before `until` (a server's `Retry-After`). With one
@@ -464,6 +562,25 @@ impl Core {
         }
         while self.limiter.poll_event().is_some() {}
         None
+    }
+
+    /// What held for `endpoint` just before admission, for the journal.
+    fn snapshot(&self, now: Time, request: &Request, endpoint: usize) -> JournalEntry {
+        let ready =
+            |e: usize| self.breakers[e].would_admit(now) && self.paused[e] <= now && self.health.is_usable(e, now);
+        let other_ready = (0..self.endpoints()).any(|e| e != endpoint && request.avoid & (1 << e) == 0 && ready(e));
+        let breaker = &self.breakers[endpoint];
+        JournalEntry::Admitted {
+            at: now,
+            endpoint,
+            attempt: request.attempt,
+            probe: false,
+            breaker_before: breaker.state(),
+            breaker_admitting: breaker.would_admit(now),
+            paused_until: self.paused[endpoint],
+            usable: self.health.is_usable(endpoint, now),
+            other_ready,
+        }
     }
 
     /// Events lost because nobody drained them in time.

@@ -29,7 +29,8 @@ pub use breaker::{
 };
 pub use config::{LogLevel, SessionConfig};
 pub use core::{
-    Core, Decision, Event, MAX_ENDPOINTS, NoRetry, Outcome, RejectReason, Request, Retry, Ticket, WaitReason,
+    Core, Decision, Event, JournalEntry, MAX_ENDPOINTS, NoRetry, Outcome, RejectReason, Request, Retry, Ticket,
+    WaitReason,
 };
 pub use error::ConfigError;
 pub use health::{

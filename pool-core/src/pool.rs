@@ -600,6 +600,53 @@ impl Pool {
         }
     }
 
+    /// Checks the pool's own bookkeeping against its slots: caps, counts, one request per
+    /// HTTP/1 connection, streams within the HTTP/2 limit, idle lists holding idle connections.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.open_total > self.config.max_total {
+            return Err(format!("{} connections open, max_total is {}", self.open_total, self.config.max_total));
+        }
+        let mut open = vec![0u32; self.endpoints.len()];
+        let mut connecting = vec![0u32; self.endpoints.len()];
+        for (index, slot) in self.slots.iter().enumerate() {
+            let Some(conn) = slot.conn else { continue };
+            let e = conn.endpoint as usize;
+            open[e] += 1;
+            match conn.state {
+                State::Connecting(_) => connecting[e] += 1,
+                State::Ready { protocol: Protocol::Http1, in_use, .. } if in_use > 1 => {
+                    return Err(format!("HTTP/1 connection {index} of endpoint {e} carries {in_use} requests"));
+                }
+                State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. } if in_use > max_streams => {
+                    return Err(format!("HTTP/2 connection {index} carries {in_use} streams, limit {max_streams}"));
+                }
+                State::Ready { .. } => {}
+            }
+        }
+        for (e, ep) in self.endpoints.iter().enumerate() {
+            if ep.open != open[e] || ep.connecting != connecting[e] {
+                return Err(format!(
+                    "endpoint {e} counts {}/{} open/connecting, slots say {}/{}",
+                    ep.open, ep.connecting, open[e], connecting[e]
+                ));
+            }
+            if ep.open > self.config.max_per_endpoint {
+                return Err(format!(
+                    "endpoint {e} has {} connections, max_per_endpoint is {}",
+                    ep.open, self.config.max_per_endpoint
+                ));
+            }
+            if let Some(busy) = ep.idle.iter().find(|id| self.in_use(**id) != 0 || self.conn(**id).is_none()) {
+                return Err(format!("endpoint {e} idle list holds a busy or dead connection {busy:?}"));
+            }
+        }
+        let waiting: usize = self.endpoints.iter().map(|ep| ep.waiters.len()).sum();
+        if waiting as u32 != self.waiting_total {
+            return Err(format!("waiting_total {} but {waiting} queued", self.waiting_total));
+        }
+        Ok(())
+    }
+
     /// Statistics of one endpoint.
     pub fn endpoint_stats(&self, endpoint: usize) -> PoolStats {
         let ep = &self.endpoints[endpoint];
@@ -1120,6 +1167,7 @@ mod tests {
                 for (_, deadline) in &waiting {
                     prop_assert!(*deadline > now, "a waiter outlived its deadline");
                 }
+                if let Err(broken) = p.check_invariants() { prop_assert!(false, "{}", broken); }
                 let s = p.stats();
                 prop_assert!(s.open <= max_total);
                 for e in 0..3 {
