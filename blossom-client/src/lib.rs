@@ -23,6 +23,7 @@ mod driver;
 mod endpoints;
 mod error;
 mod health;
+mod inspect;
 mod sse;
 mod stats;
 

@@ -407,6 +407,16 @@ impl Breaker {
         }
     }
 
+    /// Whether the breaker is waiting for a probe it would admit now: OPEN with its open time
+    /// passed, or HALF_OPEN with a free probe slot.
+    pub fn wants_probe(&self, now: Time) -> bool {
+        match self.state {
+            S::Open => now >= self.open_until,
+            S::HalfOpen => self.would_admit(now),
+            _ => false,
+        }
+    }
+
     /// Probes admitted in this half-open period and still out, and probe successes counted.
     pub fn probes(&self) -> (u32, u32) {
         (self.probes_in_flight, self.probe_successes)

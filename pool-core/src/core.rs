@@ -335,27 +335,38 @@ impl Core {
     /// Where and how to send an attempt of `request`.
     pub fn begin(&mut self, now: Time, request: &Request) -> Decision {
         let (breakers, health, paused) = (&self.breakers, &self.health, &self.paused);
-        let pick = self.router.pick(now, |i| {
-            if request.avoid & (1 << i) != 0 {
-                return Availability::Unavailable;
-            }
-            if paused[i] > now {
-                return Availability::NotBefore(paused[i]);
-            }
-            if !breakers[i].would_admit(now) {
-                return match breakers[i].reopens_at() {
-                    Some(t) if t > now => Availability::NotBefore(t),
-                    _ => Availability::Unavailable,
-                };
-            }
-            if !health.is_usable(i, now) {
-                return match health.status(i, now) {
-                    EndpointStatus::Ejected { until } => Availability::NotBefore(until),
-                    _ => Availability::Unavailable,
-                };
-            }
-            Availability::Ready
+        // A recovering endpoint's breaker waits for probes: give it one before routing by strategy,
+        // so it closes as soon as it can whatever the strategy prefers (no breaker left half-open).
+        let probe = (0..breakers.len()).find(|&i| {
+            breakers[i].wants_probe(now)
+                && request.avoid & (1 << i) == 0
+                && paused[i] <= now
+                && health.is_usable(i, now)
         });
+        let pick = match probe {
+            Some(i) => Pick::Endpoint(i),
+            None => self.router.pick(now, |i| {
+                if request.avoid & (1 << i) != 0 {
+                    return Availability::Unavailable;
+                }
+                if paused[i] > now {
+                    return Availability::NotBefore(paused[i]);
+                }
+                if !breakers[i].would_admit(now) {
+                    return match breakers[i].reopens_at() {
+                        Some(t) if t > now => Availability::NotBefore(t),
+                        _ => Availability::Unavailable,
+                    };
+                }
+                if !health.is_usable(i, now) {
+                    return match health.status(i, now) {
+                        EndpointStatus::Ejected { until } => Availability::NotBefore(until),
+                        _ => Availability::Unavailable,
+                    };
+                }
+                Availability::Ready
+            }),
+        };
         let endpoint = match pick {
             Pick::Endpoint(endpoint) => endpoint,
             Pick::NoneReady { earliest: Some(until) } if until < request.deadline => {

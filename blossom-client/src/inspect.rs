@@ -1,0 +1,18 @@
+//! A window on the client's core, for the simulation's invariant checks and for diagnostics.
+
+use pool_core::{Core, Time};
+
+use crate::client::BlossomClient;
+
+impl BlossomClient {
+    /// Runs `f` on the client's core, under its lock, with the client's clock reading.
+    /// Whatever `f` changes is acted on afterwards (grants delivered, connections closed).
+    #[doc(hidden)]
+    pub fn with_core<R>(&self, f: impl FnOnce(&mut Core, Time) -> R) -> R {
+        let mut inner = self.shared.lock();
+        let now = self.shared.now();
+        let result = f(&mut inner.core, now);
+        self.shared.settle(&mut inner);
+        result
+    }
+}
