@@ -28,7 +28,7 @@ impl BlossomClient {
 
     /// A client from a configuration; its `sync_*` settings are the ones in force.
     pub fn with_config(mut config: ClientConfig) -> Result<Self, Error> {
-        config.session.validate()?;
+        config.validate()?;
         config.session = config.session.for_blocking();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)

@@ -88,6 +88,13 @@ impl ClientBuilder {
         self
     }
 
+    /// Follows up to `max` redirects within the same region (at most [`crate::MAX_REDIRECTS`]);
+    /// a redirect to another host is always refused. Default: 0 (redirects are refused).
+    pub fn max_redirects(mut self, max: u32) -> Self {
+        self.config.max_redirects = max;
+        self
+    }
+
     /// Opens connections with this connector (turmoil, a proxy, a test double).
     pub fn connector(mut self, connector: impl Connect) -> Self {
         self.connector = Some(Arc::new(connector));
@@ -105,14 +112,8 @@ impl ClientBuilder {
         if self.from_env {
             self.config.apply_env()?;
         }
-        self.config.session.validate()?;
-        let regions = self
-            .config
-            .effective_regions()
-            .iter()
-            .enumerate()
-            .map(|(i, r)| ParsedRegion::parse(r, i))
-            .collect::<Result<Vec<_>, _>>()?;
+        self.config.validate()?;
+        let regions = self.config.parsed_regions()?;
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(Error::Config {
                 field: "runtime".into(),
@@ -146,12 +147,17 @@ pub(crate) struct Completion {
     shared: Arc<Shared>,
     ticket: Option<Ticket>,
     lease: Option<Lease>,
+    /// False once the server said it closes the connection (`Connection: close`): it is then
+    /// never handed out again, whatever the outcome.
+    keep_alive: bool,
+    /// For a streamed call: when the call started. Completing records the call's result then.
+    pub(crate) call_started: Option<Time>,
 }
 
 impl Completion {
     /// Holds a connection outside any request (health checks).
     pub(crate) fn lease_only(shared: Arc<Shared>, lease: Lease) -> Self {
-        Completion { shared, ticket: None, lease: Some(lease) }
+        Completion { shared, ticket: None, lease: Some(lease), keep_alive: true, call_started: None }
     }
 
     /// The connection's sender.
@@ -159,16 +165,37 @@ impl Completion {
         &mut self.lease.as_mut().expect("lease held until complete").sender
     }
 
-    pub(crate) fn complete(mut self, outcome: Outcome, reusable: bool) {
+    /// Ends the attempt with `outcome`; a streamed call counts as succeeded.
+    pub(crate) fn complete(self, outcome: Outcome, reusable: bool) {
+        self.finish(outcome, reusable, Ok(()));
+    }
+
+    /// Ends a streamed attempt that broke off with `error`; the connection is closed.
+    pub(crate) fn fail(self, error: &Error, outcome: Outcome) {
+        self.finish(outcome, false, Err(error));
+    }
+
+    fn finish(mut self, outcome: Outcome, reusable: bool, result: Result<(), &Error>) {
         let mut inner = self.shared.lock();
         let now = self.shared.now();
+        if let Some(started) = self.call_started.take() {
+            inner.recorder.finished(now.saturating_since(started), result);
+        }
         if let Some(ticket) = self.ticket.take() {
             inner.core.finish(now, ticket, outcome);
         }
         if let Some(lease) = self.lease.take() {
-            self.shared.release(&mut inner, lease, reusable);
+            self.shared.release(&mut inner, lease, reusable && self.keep_alive);
         }
         self.shared.settle(&mut inner);
+    }
+
+    /// Notes the response head: a server that announces `Connection: close` gets no more
+    /// requests on this connection.
+    pub(crate) fn saw_response_head(&mut self, headers: &HeaderMap) {
+        if announces_close(headers) {
+            self.keep_alive = false;
+        }
     }
 
     pub(crate) fn read_timeout(&self) -> Duration {
@@ -227,13 +254,18 @@ impl Failed {
     }
 }
 
-pub(crate) enum Mode {
-    Full,
+/// Turns a whole 2xx response into the caller's value. Its error (an empty or invalid body) is
+/// the attempt's failure: counted, reported to core, and retried when the error says a retry
+/// may help.
+pub(crate) type Parse<'a, T> = &'a (dyn Fn(Reply) -> Result<T, Error> + Send + Sync);
+
+pub(crate) enum Mode<'a, T> {
+    Full(Parse<'a, T>),
     Stream,
 }
 
-pub(crate) enum Answer {
-    Full(Reply),
+pub(crate) enum Answer<T> {
+    Full(T),
     Stream(Streaming),
 }
 
@@ -308,40 +340,46 @@ impl BlossomClient {
         self.shared.regions.iter().position(|r| r.name == name)
     }
 
-    /// Sends a request with retries, failover, timeouts and the body cap; reads the body.
-    pub(crate) async fn execute(&self, spec: &RequestSpec) -> Result<Reply, Error> {
-        match self.call(spec, Mode::Full).await? {
-            Answer::Full(reply) => Ok(reply),
+    /// Sends a request with retries, failover, timeouts and the body cap; reads the body and
+    /// parses it with `parse` (inside the attempt, so a bad body can be retried).
+    pub(crate) async fn execute<T>(&self, spec: &RequestSpec, parse: Parse<'_, T>) -> Result<T, Error> {
+        match self.call(spec, Mode::Full(parse)).await? {
+            Answer::Full(value) => Ok(value),
             Answer::Stream(_) => unreachable!("full mode reads the body"),
         }
     }
 
-    /// As `execute`, but a 2xx body is handed over unread, for streaming.
+    /// As `execute`, but a 2xx body is handed over unread, for streaming. The call is counted
+    /// as succeeded or failed when the stream ends (see [`Completion`]).
     pub(crate) async fn execute_streaming(&self, spec: &RequestSpec) -> Result<Streaming, Error> {
-        match self.call(spec, Mode::Stream).await? {
+        match self.call::<()>(spec, Mode::Stream).await? {
             Answer::Stream(streaming) => Ok(streaming),
             Answer::Full(_) => unreachable!("stream mode hands the body over"),
         }
     }
 
-    async fn call(&self, spec: &RequestSpec, mode: Mode) -> Result<Answer, Error> {
+    async fn call<T>(&self, spec: &RequestSpec, mode: Mode<'_, T>) -> Result<Answer<T>, Error> {
         let shared = &self.shared;
         let started = shared.now();
         let limit = shared.config.session.timeout;
         shared.lock().recorder.started();
-        let result = match tokio::time::timeout(limit, self.run(spec, &mode, started + limit)).await {
+        let mut result = match tokio::time::timeout(limit, self.run(spec, &mode, started + limit)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout { phase: TimeoutPhase::Total, limit }),
         };
         let took = shared.now().saturating_since(started);
-        shared.lock().recorder.finished(took, result.as_ref().map(|_| ()));
+        match &mut result {
+            // A stream is counted when it ends, as what it ends with.
+            Ok(Answer::Stream(streaming)) => streaming.done.call_started = Some(started),
+            _ => shared.lock().recorder.finished(took, result.as_ref().map(|_| ())),
+        }
         if took >= shared.config.session.slow_request_threshold {
             tracing::warn!(path = %path_only(&spec.path_and_query), took_ms = took.as_millis() as u64, "slow request");
         }
         result
     }
 
-    async fn run(&self, spec: &RequestSpec, mode: &Mode, deadline: Time) -> Result<Answer, Error> {
+    async fn run<T>(&self, spec: &RequestSpec, mode: &Mode<'_, T>, deadline: Time) -> Result<Answer<T>, Error> {
         let shared = &self.shared;
         let endpoints = shared.regions.len();
         let mut request = Request::new(deadline);
@@ -377,17 +415,27 @@ impl BlossomClient {
             };
             let endpoint = ticket.endpoint();
             let attempt_number = request.attempt;
-            let completion = Completion { shared: shared.clone(), ticket: Some(ticket), lease: None };
+            let completion = Completion {
+                shared: shared.clone(),
+                ticket: Some(ticket),
+                lease: None,
+                keep_alive: true,
+                call_started: None,
+            };
             match self.attempt(endpoint, step, spec, mode, deadline, completion, attempt_number).await {
                 Ok(answer) => return Ok(answer),
                 Err(failed) => {
                     let now = shared.now();
                     failures.push((endpoint, failed.error));
+                    let free_stale_retry = failed.next == Next::Stale && !stale_retried;
                     let next = {
                         let mut inner = shared.lock();
                         let next = match failed.next {
-                            Next::Stale if !stale_retried => {
+                            Next::Stale if free_stale_retry => {
                                 stale_retried = true;
+                                // The server dropped a kept-alive connection: the others that
+                                // idled with it are as likely gone, so the retry opens a fresh one.
+                                shared.close_idle_http1(&mut inner, endpoint);
                                 Some(now)
                             }
                             Next::Backoff | Next::AfterPause | Next::Stale => match inner.core.retry(now, &request) {
@@ -402,7 +450,7 @@ impl BlossomClient {
                     };
                     let Some(at) = next else { return Err(final_error(&shared.regions, failures)) };
                     shared.lock().recorder.retried();
-                    if failed.next != Next::Stale || attempt_number > 0 {
+                    if !free_stale_retry {
                         request = request.next_attempt(endpoint);
                         let all = if endpoints >= 64 { u64::MAX } else { (1u64 << endpoints) - 1 };
                         if request.avoid & all == all {
@@ -420,16 +468,16 @@ impl BlossomClient {
 
     /// One attempt on `endpoint`: connection, request, response head and (in full mode) body.
     #[allow(clippy::too_many_arguments)] // reason: one call site; a struct would only rename these
-    async fn attempt(
+    async fn attempt<T>(
         &self,
         endpoint: usize,
         step: Step,
         spec: &RequestSpec,
-        mode: &Mode,
+        mode: &Mode<'_, T>,
         deadline: Time,
         mut completion: Completion,
         attempt: u32,
-    ) -> Result<Answer, Failed> {
+    ) -> Result<Answer<T>, Failed> {
         let shared = &self.shared;
         let session = &shared.config.session;
         let pool_deadline = deadline.min(shared.now() + session.pool_timeout);
@@ -478,7 +526,8 @@ impl BlossomClient {
                 }
                 Ok(Ok(response)) => response,
             };
-            if !response.status().is_redirection() || shared.config.max_redirects == 0 {
+            completion.saw_response_head(response.headers());
+            if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
                 break response;
             }
             let status = response.status().as_u16();
@@ -488,6 +537,7 @@ impl BlossomClient {
             let drained = read_body(&mut body, 64 * 1024, read_timeout).await.is_ok();
             let same_region = location.as_deref().and_then(|l| same_region_path(region, l));
             let error = match (same_region, drained) {
+                _ if shared.config.max_redirects == 0 => Error::RedirectRefused { status },
                 (Some(next), true) if redirects < shared.config.max_redirects => {
                     redirects += 1;
                     path = next;
@@ -549,12 +599,28 @@ impl BlossomClient {
         let took = shared.now().saturating_since(completion_started(&completion));
         tracing_request(region, status, took, reused, attempt, session.log_requests);
         if status.is_success() {
-            if bytes.is_empty() {
-                complete_failed(&mut completion, Some(Outcome::Failure), true);
-                return Err(Failed::new(Error::EmptyResponse, Some(Outcome::Failure), Next::Backoff));
-            }
-            completion.complete(Outcome::Success, true);
-            return Ok(Answer::Full(Reply { headers: parts.headers, body: bytes }));
+            let Mode::Full(parse) = mode else { unreachable!("a streamed 2xx returned above") };
+            let parsed = if bytes.is_empty() {
+                Err(Error::EmptyResponse)
+            } else {
+                parse(Reply { headers: parts.headers, body: bytes })
+            };
+            return match parsed {
+                Ok(value) => {
+                    completion.complete(Outcome::Success, true);
+                    Ok(Answer::Full(value))
+                }
+                Err(error) => {
+                    // A 2xx the API cannot use (empty, invalid): the endpoint failed this attempt.
+                    let (outcome, next) = if error.is_retryable() {
+                        (Outcome::Failure, Next::Backoff)
+                    } else {
+                        (Outcome::Ignored, Next::Stop)
+                    };
+                    complete_failed(&mut completion, Some(outcome), true);
+                    Err(Failed::new(error, Some(outcome), next))
+                }
+            };
         }
         let mut api = ApiError::from_response(status.as_u16(), &parts.headers, &bytes);
         if let Some(key) = &shared.api_key {
@@ -637,7 +703,7 @@ fn complete_failed(completion: &mut Completion, outcome: Option<Outcome>, reusab
         }
     }
     if let Some(lease) = completion.lease.take() {
-        completion.shared.release(&mut inner, lease, reusable);
+        completion.shared.release(&mut inner, lease, reusable && completion.keep_alive);
     }
     completion.shared.settle(&mut inner);
 }
@@ -676,6 +742,16 @@ fn tracing_request(region: &ParsedRegion, status: StatusCode, took: Duration, re
 /// The path without the query (queries may carry user data; keys never travel there).
 fn path_only(path_and_query: &str) -> &str {
     path_and_query.split('?').next().unwrap_or_default()
+}
+
+/// Whether a response says the server closes the connection after it.
+fn announces_close(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -723,6 +799,19 @@ pub(crate) async fn read_body(body: &mut Incoming, limit: u64, read_timeout: Dur
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_close_is_read_from_any_token() {
+        let with = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.append(header::CONNECTION, http::HeaderValue::from_static(value));
+            headers
+        };
+        assert!(announces_close(&with("close")));
+        assert!(announces_close(&with("Upgrade, Close")));
+        assert!(!announces_close(&with("keep-alive")));
+        assert!(!announces_close(&HeaderMap::new()));
+    }
 
     #[test]
     fn redirects_stay_in_the_region() {

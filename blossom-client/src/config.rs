@@ -91,11 +91,13 @@ pub struct ClientConfig {
     pub regions: Vec<Region>,
     /// The API key, sent as `Authorization: Bearer` to the configured regions only.
     pub api_key: Option<ApiKey>,
-    /// Speak HTTP/2 over plain http without negotiation (h2c). Default: false.
+    /// Speak HTTP/2 over plain http without negotiation (h2c); https regions still negotiate by
+    /// ALPN. Default: false.
     pub http2_prior_knowledge: bool,
     /// Path of the cheap request active health checks send. Default: `/v1/models`.
     pub health_check_path: String,
-    /// Redirects followed within the same region; 0 turns them off. Default: 0.
+    /// Redirects followed within the same region, at most [`MAX_REDIRECTS`]; 0 turns them off.
+    /// A redirect to another host or scheme is always refused. Default: 0.
     pub max_redirects: u32,
     /// `User-Agent` header. Default: `blossom/<version>`.
     pub user_agent: String,
@@ -158,10 +160,89 @@ impl ClientConfig {
         Ok(())
     }
 
+    /// Refuses a configuration that cannot work, naming the field (`session.*` fields by their
+    /// session name, e.g. `rate_limit_per_minute`, nested ones as `breaker.failure_threshold`).
+    /// The message never contains the API key.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.session.validate().map_err(|e| {
+            // The limiter's own names differ from the session fields that set them.
+            let field = match e.field.as_str() {
+                "rate_per_minute" => "rate_limit_per_minute".to_string(),
+                "burst" => "rate_limit_burst".to_string(),
+                _ => e.field,
+            };
+            Error::Config { field, problem: e.problem }
+        })?;
+        self.parsed_regions()?;
+        if let Some(key) = &self.api_key {
+            if key.expose().is_empty() {
+                return Err(config_error("api_key", "must not be empty; leave it unset for anonymous use"));
+            }
+            if !key.expose().bytes().all(|b| b.is_ascii_graphic()) {
+                // Never echo the key: say what is wrong, not what it is.
+                return Err(config_error(
+                    "api_key",
+                    "must be printable ASCII without spaces (check for a stray quote or newline)",
+                ));
+            }
+        }
+        if http::HeaderValue::from_str(&self.user_agent).is_err() {
+            return Err(config_error(
+                "user_agent",
+                "must be a valid header value (visible ASCII, no control characters)",
+            ));
+        }
+        let path_ok = self.health_check_path.starts_with('/')
+            && self.health_check_path.parse::<http::uri::PathAndQuery>().is_ok();
+        if !path_ok {
+            return Err(config_error(
+                "health_check_path",
+                format!("must be a path starting with `/`, got `{}`", self.health_check_path.escape_debug()),
+            ));
+        }
+        if self.max_redirects > MAX_REDIRECTS {
+            return Err(config_error(
+                "max_redirects",
+                format!("must be in 0..={MAX_REDIRECTS}, got {}", self.max_redirects),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The regions in force, parsed; errors name `base_url` when no regions are listed.
+    pub(crate) fn parsed_regions(&self) -> Result<Vec<ParsedRegion>, Error> {
+        if self.regions.is_empty() {
+            return ParsedRegion::parse(&Region::new("default", self.base_url.clone()), 0).map(|r| vec![r]).map_err(
+                |e| match e {
+                    Error::Config { problem, .. } => Error::Config { field: "base_url".into(), problem },
+                    other => other,
+                },
+            );
+        }
+        let regions =
+            self.regions.iter().enumerate().map(|(i, r)| ParsedRegion::parse(r, i)).collect::<Result<Vec<_>, _>>()?;
+        for (i, region) in regions.iter().enumerate() {
+            if regions[..i].iter().any(|r| r.name == region.name) {
+                return Err(config_error(
+                    format!("regions[{i}].name"),
+                    format!("`{}` is used by another region; names must be unique", region.name),
+                ));
+            }
+        }
+        Ok(regions)
+    }
+
     /// The regions in force: the listed ones, or `default` at `base_url`.
     pub fn effective_regions(&self) -> Vec<Region> {
         if self.regions.is_empty() { vec![Region::new("default", self.base_url.clone())] } else { self.regions.clone() }
     }
+}
+
+/// Most redirects a client may be configured to follow.
+pub const MAX_REDIRECTS: u32 = 20;
+
+fn config_error(field: impl Into<String>, problem: impl Into<String>) -> Error {
+    Error::Config { field: field.into(), problem: problem.into() }
 }
 
 /// Parses `name=url,name=url` (the CLI's and `BLOSSOM_REGIONS`'s form).

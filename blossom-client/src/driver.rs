@@ -119,8 +119,11 @@ impl Shared {
         let epoch = tokio::time::Instant::now();
         let mut core = Core::new(config.session.clone(), &specs, Time::ZERO)?;
         if config.http2_prior_knowledge {
-            for endpoint in 0..regions.len() {
-                core.pool_mut().expect_http2(endpoint);
+            // h2c applies to plain-http regions; https ones negotiate by ALPN.
+            for (endpoint, region) in regions.iter().enumerate() {
+                if !region.tls {
+                    core.pool_mut().expect_http2(endpoint);
+                }
             }
         }
         let total = config.session.async_limit_total as usize;
@@ -338,7 +341,7 @@ impl Shared {
             offer_h2: self.config.session.http2,
         };
         let limit = self.config.session.async_timeout_connect;
-        let prior_knowledge = self.config.http2_prior_knowledge;
+        let prior_knowledge = self.config.http2_prior_knowledge && !region.tls;
         let opened = tokio::time::timeout(limit, async {
             let connection =
                 self.connector.connect(&target).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
@@ -400,6 +403,25 @@ impl Shared {
                 *slot = None;
             }
             self.settle(&mut inner);
+        }
+    }
+
+    /// Closes the idle HTTP/1 connections of `endpoint` (after one of them proved stale).
+    pub(crate) fn close_idle_http1(&self, inner: &mut Inner, endpoint: usize) {
+        let now = self.now();
+        let idle: Vec<ConnId> = inner.core.pool().idle_connections(endpoint).collect();
+        for id in idle {
+            let index = id.index() as usize;
+            let http1 = inner
+                .conns
+                .get(index)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| e.id == id && matches!(e.sender, Some(Sender::H1(_))));
+            if http1 {
+                // Presumed closed by the server with the stale one; dropping the sender closes it.
+                inner.core.pool_mut().on_closed(now, id, CloseReason::ServerClosed);
+                inner.conns[index] = None;
+            }
         }
     }
 

@@ -46,8 +46,7 @@ impl BlossomClient {
 
     /// The models available for text or images.
     pub async fn models(&self, kind: ModelKind) -> Result<Vec<Model>, Error> {
-        let reply = self.execute(&models_request(kind)).await?;
-        parse_models(&reply.body)
+        self.execute(&models_request(kind), &|reply| parse_models(&reply.body)).await
     }
 }
 
@@ -59,8 +58,8 @@ impl TextApi<'_> {
 
     /// Generates text with options (model, max_tokens, temperature, seed, system).
     pub async fn generate_with(&self, prompt: &str, options: &TextOptions) -> Result<String, Error> {
-        let reply = self.client.execute(&simple_text_request(prompt, options)?).await?;
-        parse_text_response(&reply.body)
+        let spec = simple_text_request(prompt, options)?;
+        self.client.execute(&spec, &|reply| parse_text_response(&reply.body)).await
     }
 
     /// Answers a conversation (`POST /v1/chat/completions`).
@@ -70,8 +69,8 @@ impl TextApi<'_> {
 
     /// Answers a conversation with options.
     pub async fn chat_with(&self, messages: &[Message], options: &ChatOptions) -> Result<String, Error> {
-        let reply = self.client.execute(&chat_request(messages, options, false)?).await?;
-        parse_chat_response(&reply.body)
+        let spec = chat_request(messages, options, false)?;
+        self.client.execute(&spec, &|reply| parse_chat_response(&reply.body)).await
     }
 
     /// Streams the answer as text deltas; ends on the server's `[DONE]`. Retries happen only
@@ -116,7 +115,7 @@ impl Reading {
 
     fn fail(mut self, error: Error, outcome: Outcome) -> Option<(Result<String, Error>, State)> {
         if let Some(done) = self.done.take() {
-            done.complete(outcome, false);
+            done.fail(&error, outcome);
         }
         Some((Err(error), State::Done))
     }
@@ -181,9 +180,13 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
 impl ImageApi<'_> {
     /// Generates an image (`GET /image/{prompt}`): its bytes and content type.
     pub async fn generate(&self, prompt: &str, options: &ImageOptions) -> Result<Image, Error> {
-        let reply = self.client.execute(&image_request(prompt, options)?).await?;
-        let content_type = reply.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        check_image_response(content_type, reply.body)
+        let spec = image_request(prompt, options)?;
+        self.client
+            .execute(&spec, &|reply| {
+                let content_type = reply.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                check_image_response(content_type, reply.body)
+            })
+            .await
     }
 
     /// The URL of an image, for a browser or an `<img>` (the first region's base URL; never

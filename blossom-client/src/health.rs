@@ -49,6 +49,7 @@ async fn probe_once(shared: &Arc<Shared>, endpoint: usize) -> Result<(), Error> 
     let request = shared.build_request(region, &spec, &spec.path_and_query, is_h2);
     let response = completion.sender().send(request).await.map_err(|e| Error::Http { source: Box::new(e) })?;
     let status = response.status();
+    completion.saw_response_head(response.headers());
     let read = read_body(&mut response.into_body(), 1 << 20, shared.config.session.async_timeout_sock_read).await;
     completion.complete(Outcome::Success, read.is_ok());
     if status == StatusCode::OK && read.is_ok() {

@@ -29,7 +29,7 @@ mod stats;
 
 pub use api::*;
 pub use client::{BlossomClient, BreakerControl, ClientBuilder};
-pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, Region, parse_region_list};
+pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, MAX_REDIRECTS, Region, parse_region_list};
 pub use connect::{Connect, ConnectFuture, Connection, Io, Target, TcpConnector};
 pub use driver::ClientEvent;
 pub use endpoints::{ImageApi, Optimization, TextApi, TextStream};

@@ -1,0 +1,64 @@
+//! h2c with prior knowledge: concurrent requests share one connection until its streams run out.
+
+mod common;
+
+use std::time::Duration;
+
+use blossom_mock::Behavior;
+use futures_util::future::join_all;
+
+fn latency() -> Behavior {
+    Behavior::Healthy { base: Duration::from_millis(100), jitter: Duration::ZERO }
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_one_connection() {
+    let (server, addr) = common::mock().await;
+    server.set_behavior(latency());
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    let calls = (0..30).map(|i| {
+        let client = client.clone();
+        async move { client.text().generate(&format!("prompt {i}")).await }
+    });
+    for result in join_all(calls).await {
+        result.unwrap();
+    }
+    assert_eq!(server.stats().connections, 1, "every request multiplexed on one connection");
+    assert_eq!(server.stats().max_in_flight, 30, "and they really ran at once");
+    let stats = client.stats();
+    assert_eq!((stats.connections_created, stats.connections_reused), (1, 29));
+    // Later requests keep using it.
+    client.text().generate("later").await.unwrap();
+    assert_eq!(server.stats().connections, 1);
+}
+
+#[tokio::test]
+async fn a_second_connection_opens_only_past_the_stream_limit() {
+    // 100 streams per connection are assumed until the peer says otherwise.
+    let (server, addr) = common::mock().await;
+    server.set_behavior(latency());
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    let calls = (0..150).map(|i| {
+        let client = client.clone();
+        async move { client.text().generate(&format!("prompt {i}")).await }
+    });
+    let results = join_all(calls).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(server.stats().connections, 2);
+    assert_eq!(client.stats().connections_created, 2);
+}
+
+#[tokio::test]
+async fn streams_and_errors_over_h2() {
+    use blossom_client::{ChatOptions, Error, Message};
+    use futures_util::StreamExt;
+    let (server, addr) = common::mock().await;
+    let client = common::builder(addr, |s| s.retry.max_retries = 0).http2_prior_knowledge().build().unwrap();
+    let text: Vec<_> = client.text().chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect().await;
+    assert_eq!(text.into_iter().map(Result::unwrap).collect::<String>(), "Hello from the mock");
+    server.set_behavior(Behavior::ResetMidBody);
+    let err = client.text().generate("hi").await.unwrap_err();
+    assert!(matches!(err, Error::Stream { .. }), "{err:?}");
+    server.set_behavior(Behavior::default());
+    client.text().generate("after").await.unwrap();
+}

@@ -1,0 +1,64 @@
+//! Streamed chat: deltas as a `Stream`, ending on `[DONE]`; a stream cut off before it is an error.
+
+mod common;
+
+use blossom_client::{ChatOptions, Error, Message};
+use futures_util::StreamExt;
+use wiremock::matchers::any;
+use wiremock::{Mock, MockServer as WireMock, ResponseTemplate};
+
+fn sse(events: &[&str]) -> ResponseTemplate {
+    let body: String = events.iter().map(|e| format!("data: {e}\n\n")).collect();
+    ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(body)
+}
+
+const HEL: &str = r#"{"choices":[{"delta":{"content":"Hel"}}]}"#;
+const LO: &str = r#"{"choices":[{"delta":{"content":"lo"}}]}"#;
+
+async fn stream_from(template: ResponseTemplate) -> (Vec<Result<String, Error>>, blossom_client::Stats) {
+    let wire = WireMock::start().await;
+    Mock::given(any()).respond_with(template).mount(&wire).await;
+    let client = common::client(*wire.address(), |s| s.retry.max_retries = 0);
+    let items = client.text().chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect().await;
+    (items, client.stats())
+}
+
+#[tokio::test]
+async fn deltas_until_done() {
+    let (items, stats) = stream_from(sse(&[HEL, LO, "[DONE]"])).await;
+    let deltas: Vec<String> = items.into_iter().map(Result::unwrap).collect();
+    assert_eq!(deltas, ["Hel", "lo"]);
+    assert_eq!((stats.requests_succeeded, stats.pool_idle), (1, 1), "the connection went back to the pool");
+}
+
+#[tokio::test]
+async fn a_stream_without_done_is_a_stream_error() {
+    let (items, stats) = stream_from(sse(&[HEL, LO])).await;
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert!(matches!(items.last(), Some(Err(Error::Stream { .. }))), "{items:?}");
+    assert!(items.last().unwrap().as_ref().unwrap_err().to_string().contains("[DONE]"));
+    assert_eq!(stats.requests_failed.response, 1);
+}
+
+#[tokio::test]
+async fn an_error_event_ends_the_stream() {
+    let (items, _) = stream_from(sse(&[HEL, r#"{"error":{"message":"model overloaded"}}"#])).await;
+    let last = items.last().unwrap().as_ref().unwrap_err();
+    assert!(matches!(last, Error::Stream { .. }) && last.to_string().contains("overloaded"), "{last:?}");
+}
+
+#[tokio::test]
+async fn a_line_over_the_limit_is_a_stream_error() {
+    let big = format!(r#"{{"choices":[{{"delta":{{"content":"{}"}}}}]}}"#, "x".repeat(4000));
+    let wire = WireMock::start().await;
+    Mock::given(any()).respond_with(sse(&[&big, "[DONE]"])).mount(&wire).await;
+    let client = common::client(*wire.address(), |s| s.max_response_bytes = 1000);
+    let items: Vec<_> = client.text().chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect().await;
+    assert!(matches!(items.as_slice(), [Err(Error::Stream { .. })]), "{items:?}");
+}
+
+#[tokio::test]
+async fn an_error_status_before_the_stream() {
+    let (items, _) = stream_from(ResponseTemplate::new(402).set_body_string(r#"{"error":"balance exhausted"}"#)).await;
+    assert!(matches!(items.as_slice(), [Err(Error::Api(api))] if api.status == 402), "{items:?}");
+}
