@@ -74,6 +74,7 @@ pub struct Ticket {
     endpoint: usize,
     permit: Permit,
     started: Time,
+    sent: Time,
 }
 
 impl Ticket {
@@ -90,6 +91,13 @@ impl Ticket {
     /// When the attempt was admitted.
     pub fn started(&self) -> Time {
         self.started
+    }
+
+    /// Marks when the request actually went out (after any wait for a connection). The sizer and
+    /// the router learn the round trip from then, so queueing in the pool does not read as a
+    /// slower server.
+    pub fn mark_sent(&mut self, now: Time) {
+        self.sent = now;
     }
 }
 
@@ -405,7 +413,7 @@ impl Core {
         }
         self.router.on_start(endpoint);
         self.in_flight += 1;
-        Decision::Proceed { ticket: Ticket { endpoint, permit, started: now }, checkout }
+        Decision::Proceed { ticket: Ticket { endpoint, permit, started: now, sent: now }, checkout }
     }
 
     /// Reports how an admitted attempt ended. Connection release is separate ([`Pool::release`]).
@@ -428,13 +436,14 @@ impl Core {
             Outcome::Ignored | Outcome::RateLimited { retry_after: None } => {}
         }
         let in_flight = self.router.in_flight(endpoint);
-        self.router.on_finish(now, endpoint, Some(latency));
+        let rtt = now.saturating_since(ticket.sent);
+        self.router.on_finish(now, endpoint, Some(rtt));
         self.optimizer.record(now, latency, self.in_flight);
         self.in_flight = self.in_flight.saturating_sub(1);
         if let Some(sizer) = &mut self.sizers[endpoint] {
             if !matches!(outcome, Outcome::Ignored | Outcome::RateLimited { .. }) {
                 let dropped = outcome == Outcome::Timeout;
-                sizer.on_sample(now, Sample { rtt: latency, in_flight, dropped });
+                sizer.on_sample(now, Sample { rtt, in_flight, dropped });
                 let target = sizer.target();
                 if target != self.pool.target(endpoint) {
                     self.pool.set_target(now, endpoint, target);

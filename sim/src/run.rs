@@ -506,8 +506,8 @@ async fn client_main(
     }
     if let Some(k) = scenario.capacity {
         r.line(format!("{} SIZER target {target} for best concurrency {k}", ms(at)));
-        if target < k / 2 || target > 3 * k {
-            r.violate(at, format!("capacity discovery: the sizer settled at {target}, outside [{}, {}]", k / 2, 3 * k));
+        if target < k / 2 || target > 2 * k {
+            r.violate(at, format!("capacity discovery: the sizer settled at {target}, outside [{}, {}]", k / 2, 2 * k));
         }
     }
     drop(r);

@@ -273,6 +273,8 @@ pub fn all() -> Vec<Scenario> {
                 c.sizer.min = 2;
                 c.sizer.max = 40;
                 c.sizer.initial = 4;
+                c.sizer.gradient.tolerance = 1.2;
+                c.sizer.gradient.queue_size = 2;
                 c.async_limit_per_host = 40;
                 c.pool_timeout = Duration::from_secs(3);
                 c.breaker.mode = pool_core::BreakerMode::Disabled;

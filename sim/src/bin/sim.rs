@@ -28,7 +28,7 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         scenario: "all".into(),
         seed: None,
-        seeds: 8,
+        seeds: 20,
         seed_start: 1,
         check_determinism: false,
         trace: false,
