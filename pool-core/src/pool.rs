@@ -34,7 +34,8 @@ pub struct PoolConfig {
     pub max_waiters: u32,
     /// Wait when full (`true`) or refuse at once (`false`). Default: true.
     pub block: bool,
-    /// HTTP/2 streams assumed per connection until the peer says otherwise. Default: 100.
+    /// HTTP/2 streams assumed per connection (hyper does not expose the peer's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; it queues streams beyond it itself). Default: 200.
     pub http2_default_streams: u32,
 }
 
@@ -48,7 +49,7 @@ impl Default for PoolConfig {
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             max_waiters: 1024,
             block: true,
-            http2_default_streams: 100,
+            http2_default_streams: 200,
         }
     }
 }

@@ -1,0 +1,491 @@
+//! The loopback comparison: one mock server, one workload, four clients, side by side.
+//!
+//! Why: users pick an HTTP client by what it costs per request. The limit is a bare hyper
+//! connection per task (no pool at all); hyper-util's legacy `Client` and reqwest are what people
+//! use today; blossom should come close to the limit. Each client does the same thing: `GET
+//! /text/bench` against [`blossom_mock::MockServer`] (answer `echo: bench`, a small body read in
+//! full), HTTP/1.1 at concurrency 1, 16 and 128, and h2c at 128.
+//!
+//! For every point and every client, a fresh client makes `warmup` requests (cold start), then
+//! `requests` measured ones; the server's accepted-connection counter is read before, between and
+//! after. The clients run interleaved, round after round, in an order that rotates each round, so
+//! drift on a noisy machine hits all alike; the figures reported are medians over the rounds.
+//!
+//! Server and clients share one multi-thread tokio runtime with 2 workers, as they share the
+//! machine's 2 cores: what the server costs is paid by every client alike.
+//!
+//! ```text
+//! cargo run --profile bench -p benches --bin compare -- [--quick] [--json PATH] [--only CLIENT]
+//!     [--blossom-keep-idle]
+//! ```
+//!
+//! `--only` runs one client (for profiling); `--blossom-keep-idle` also sets blossom's
+//! `sync_pool_connections` to the concurrency (by default blossom keeps at most 10 idle).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use blossom_client::BlossomClient;
+use blossom_mock::{Behavior, MockServer};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::{http1, http2};
+use hyper_util::client::legacy::Client as LegacyClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use serde_json::json;
+
+/// The prompt every client asks for: `GET /text/bench`, answered `echo: bench`.
+const PROMPT: &str = "bench";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Raw,
+    HyperUtil,
+    Reqwest,
+    Blossom,
+}
+
+const KINDS: [Kind; 4] = [Kind::Raw, Kind::HyperUtil, Kind::Reqwest, Kind::Blossom];
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Raw => "raw",
+            Kind::HyperUtil => "hyper-util",
+            Kind::Reqwest => "reqwest",
+            Kind::Blossom => "blossom",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    Http1,
+    H2c,
+}
+
+impl Proto {
+    fn name(self) -> &'static str {
+        match self {
+            Proto::Http1 => "http1",
+            Proto::H2c => "h2c",
+        }
+    }
+}
+
+/// One point of the workload.
+#[derive(Debug, Clone, Copy)]
+struct Point {
+    proto: Proto,
+    concurrency: usize,
+}
+
+const POINTS: [Point; 4] = [
+    Point { proto: Proto::Http1, concurrency: 1 },
+    Point { proto: Proto::Http1, concurrency: 16 },
+    Point { proto: Proto::Http1, concurrency: 128 },
+    Point { proto: Proto::H2c, concurrency: 128 },
+];
+
+/// How much to run.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    rounds: usize,
+    /// Measured requests per run.
+    requests: usize,
+    /// Warmup requests per run (at least a few per task, so every task has its connection).
+    warmup_min: usize,
+    /// A run that takes longer than this is cut short (the machine is broken, not slow).
+    run_limit: Duration,
+}
+
+impl Plan {
+    fn quick() -> Self {
+        Plan { rounds: 5, requests: 8_000, warmup_min: 500, run_limit: Duration::from_secs(10) }
+    }
+
+    fn full() -> Self {
+        Plan { rounds: 7, requests: 40_000, warmup_min: 2_000, run_limit: Duration::from_secs(30) }
+    }
+
+    fn warmup(&self, concurrency: usize) -> usize {
+        self.warmup_min.max(4 * concurrency)
+    }
+}
+
+/// What to run and how.
+struct Options {
+    plan: Plan,
+    /// Diagnostic: also raise blossom's idle cap (`sync_pool_connections`) to the concurrency.
+    blossom_keep_idle: bool,
+}
+
+/// A bare hyper connection per task (HTTP/1.1), or one h2 connection shared by all tasks.
+struct Raw {
+    addr: SocketAddr,
+    /// One HTTP/1.1 sender per task, kept between warmup and the measured run.
+    h1: Mutex<Vec<Option<http1::SendRequest<Empty<Bytes>>>>>,
+    h2: tokio::sync::OnceCell<http2::SendRequest<Empty<Bytes>>>,
+}
+
+impl Raw {
+    async fn h1(&self) -> http1::SendRequest<Empty<Bytes>> {
+        let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect to the mock");
+        stream.set_nodelay(true).expect("nodelay");
+        let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.expect("http1 handshake");
+        tokio::spawn(conn);
+        sender
+    }
+
+    async fn h2(&self) -> http2::SendRequest<Empty<Bytes>> {
+        self.h2
+            .get_or_init(|| async {
+                let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect to the mock");
+                stream.set_nodelay(true).expect("nodelay");
+                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(TokioIo::new(stream))
+                    .await
+                    .expect("h2 handshake");
+                tokio::spawn(conn);
+                sender
+            })
+            .await
+            .clone()
+    }
+}
+
+/// One of the four clients, built fresh for each run.
+enum Client {
+    Raw(Arc<Raw>),
+    HyperUtil(Box<LegacyClient<HttpConnector, Empty<Bytes>>>),
+    Reqwest(reqwest::Client),
+    Blossom(BlossomClient),
+}
+
+impl Client {
+    fn new(kind: Kind, point: Point, addr: SocketAddr, options: &Options) -> Client {
+        let h2 = point.proto == Proto::H2c;
+        match kind {
+            Kind::Raw => Client::Raw(Arc::new(Raw {
+                addr,
+                h1: Mutex::new((0..point.concurrency).map(|_| None).collect()),
+                h2: tokio::sync::OnceCell::new(),
+            })),
+            Kind::HyperUtil => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                let client = LegacyClient::builder(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .pool_timer(TokioTimer::new())
+                    .http2_only(h2)
+                    .build(connector);
+                Client::HyperUtil(Box::new(client))
+            }
+            Kind::Reqwest => {
+                let builder = reqwest::Client::builder().no_proxy().tcp_nodelay(true);
+                let builder = if h2 { builder.http2_prior_knowledge() } else { builder.http1_only() };
+                Client::Reqwest(builder.build().expect("reqwest client"))
+            }
+            Kind::Blossom => {
+                let cap = point.concurrency as u32;
+                let builder = BlossomClient::builder().base_url(format!("http://{addr}")).session_with(|s| {
+                    s.async_limit_per_host = cap;
+                    s.async_limit_total = cap;
+                    if options.blossom_keep_idle {
+                        s.sync_pool_maxsize = s.sync_pool_maxsize.max(cap);
+                        s.sync_pool_connections = cap;
+                    }
+                });
+                let builder = if h2 { builder.http2_prior_knowledge() } else { builder };
+                Client::Blossom(builder.build().expect("blossom client"))
+            }
+        }
+    }
+}
+
+/// What one task needs to send: a shared client, or (raw) its own connection.
+#[allow(clippy::large_enum_variant)] // reason: one per task, made once; a box would add an indirection to one client's measured path
+enum Handle {
+    RawH1(usize, http1::SendRequest<Empty<Bytes>>, Arc<Raw>),
+    RawH2(http2::SendRequest<Empty<Bytes>>),
+    HyperUtil(LegacyClient<HttpConnector, Empty<Bytes>>),
+    Reqwest(reqwest::Client),
+    Blossom(BlossomClient),
+}
+
+impl Handle {
+    async fn new(client: &Client, task: usize, proto: Proto) -> Handle {
+        match (client, proto) {
+            (Client::Raw(raw), Proto::Http1) => {
+                let kept = raw.h1.lock().expect("raw slots").get_mut(task).and_then(Option::take);
+                let sender = match kept {
+                    Some(sender) => sender,
+                    None => raw.h1().await,
+                };
+                Handle::RawH1(task, sender, raw.clone())
+            }
+            (Client::Raw(raw), Proto::H2c) => Handle::RawH2(raw.h2().await),
+            (Client::HyperUtil(c), _) => Handle::HyperUtil(LegacyClient::clone(c)),
+            (Client::Reqwest(c), _) => Handle::Reqwest(c.clone()),
+            (Client::Blossom(c), _) => Handle::Blossom(c.clone()),
+        }
+    }
+
+    /// One request, body read in full; returns the body's length.
+    async fn request(&mut self, uri: &http::Uri, url: &str, authority: &http::HeaderValue) -> usize {
+        match self {
+            Handle::RawH1(_, sender, _) => {
+                sender.ready().await.expect("raw h1 ready");
+                let request = http::Request::get(uri.path())
+                    .header(http::header::HOST, authority)
+                    .body(Empty::new())
+                    .expect("request");
+                let response = sender.send_request(request).await.expect("raw h1 response");
+                response.into_body().collect().await.expect("raw h1 body").to_bytes().len()
+            }
+            Handle::RawH2(sender) => {
+                let request = http::Request::get(uri.clone()).body(Empty::new()).expect("request");
+                let response = sender.send_request(request).await.expect("raw h2 response");
+                response.into_body().collect().await.expect("raw h2 body").to_bytes().len()
+            }
+            Handle::HyperUtil(client) => {
+                let response = client.get(uri.clone()).await.expect("hyper-util response");
+                response.into_body().collect().await.expect("hyper-util body").to_bytes().len()
+            }
+            Handle::Reqwest(client) => {
+                let response = client.get(url).send().await.expect("reqwest response");
+                response.bytes().await.expect("reqwest body").len()
+            }
+            Handle::Blossom(client) => client.text().generate(PROMPT).await.expect("blossom response").len(),
+        }
+    }
+
+    /// Gives a raw task's connection back for the next phase.
+    fn finish(self) {
+        if let Handle::RawH1(task, sender, raw) = self {
+            raw.h1.lock().expect("raw slots")[task] = Some(sender);
+        }
+    }
+}
+
+/// `total` requests over `concurrency` tasks; latencies in nanoseconds when `record`.
+async fn phase(
+    client: &Client,
+    point: Point,
+    addr: SocketAddr,
+    total: usize,
+    record: bool,
+    limit: Duration,
+) -> (Vec<u64>, Duration) {
+    let next = Arc::new(AtomicUsize::new(0));
+    let uri: http::Uri = format!("http://{addr}/text/{PROMPT}").parse().expect("uri");
+    let url = uri.to_string();
+    let authority = http::HeaderValue::from_str(&addr.to_string()).expect("authority");
+    let deadline = Instant::now() + limit;
+    let mut handles = Vec::with_capacity(point.concurrency);
+    for task in 0..point.concurrency {
+        handles.push(Handle::new(client, task, point.proto).await);
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = handles
+        .into_iter()
+        .map(|mut handle| {
+            let next = next.clone();
+            let (uri, url, authority) = (uri.clone(), url.clone(), authority.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(if record { total / point.concurrency + 16 } else { 0 });
+                while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
+                    let sent = Instant::now();
+                    let len = handle.request(&uri, &url, &authority).await;
+                    debug_assert_eq!(len, "echo: ".len() + PROMPT.len());
+                    if record {
+                        latencies.push(sent.elapsed().as_nanos() as u64);
+                    }
+                }
+                handle.finish();
+                latencies
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(if record { total } else { 0 });
+    for task in tasks {
+        all.extend(task.await.expect("bench task"));
+    }
+    (all, started.elapsed())
+}
+
+/// One run of one client at one point.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+    p999_us: f64,
+    cold: u64,
+    measured: u64,
+}
+
+fn percentile_us(sorted: &[u64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1] as f64 / 1000.0
+}
+
+async fn run_once(kind: Kind, point: Point, server: &MockServer, addr: SocketAddr, options: &Options) -> Run {
+    let plan = &options.plan;
+    let before = server.stats().connections;
+    let client = Client::new(kind, point, addr, options);
+    phase(&client, point, addr, plan.warmup(point.concurrency), false, plan.run_limit).await;
+    let warm = server.stats().connections;
+    let (mut latencies, took) = phase(&client, point, addr, plan.requests, true, plan.run_limit).await;
+    let after = server.stats().connections;
+    drop(client);
+    latencies.sort_unstable();
+    Run {
+        rps: latencies.len() as f64 / took.as_secs_f64(),
+        p50_us: percentile_us(&latencies, 0.50),
+        p99_us: percentile_us(&latencies, 0.99),
+        p999_us: percentile_us(&latencies, 0.999),
+        cold: warm - before,
+        measured: after - warm,
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let value = |flag: &str| args.iter().position(|a| a == flag).and_then(|i| args.get(i + 1)).cloned();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json_path = value("--json");
+    let only = value("--only");
+    let options = Options {
+        plan: if quick { Plan::quick() } else { Plan::full() },
+        blossom_keep_idle: args.iter().any(|a| a == "--blossom-keep-idle"),
+    };
+    let plan = options.plan;
+    let kinds: Vec<Kind> = KINDS.iter().copied().filter(|k| only.as_deref().is_none_or(|o| o == k.name())).collect();
+    if kinds.is_empty() {
+        eprintln!("compare: --only takes raw, hyper-util, reqwest or blossom");
+        std::process::exit(2);
+    }
+
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let started = Instant::now();
+    let results = runtime.block_on(async {
+        let server = MockServer::new(1);
+        server.set_behavior(Behavior::Healthy { base: Duration::ZERO, jitter: Duration::ZERO });
+        let (addr, accept) = server.bind("127.0.0.1:0".parse().expect("loopback")).await.expect("bind the mock");
+        let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); KINDS.len()]; POINTS.len()];
+        for round in 0..plan.rounds {
+            for (p, point) in POINTS.iter().enumerate() {
+                for k in 0..KINDS.len() {
+                    let k = (k + round + p) % KINDS.len();
+                    if !kinds.contains(&KINDS[k]) {
+                        continue;
+                    }
+                    let run = run_once(KINDS[k], *point, &server, addr, &options).await;
+                    runs[p][k].push(run);
+                    // Let the dropped client's connections close before the next one starts.
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            eprintln!("compare: round {}/{} done at {:.1} s", round + 1, plan.rounds, started.elapsed().as_secs_f64());
+        }
+        accept.abort();
+        runs
+    });
+    drop(runtime);
+
+    let mut rows = Vec::new();
+    for (p, point) in POINTS.iter().enumerate() {
+        let raw_rps = median(results[p][0].iter().map(|r| r.rps).collect());
+        for (k, kind) in KINDS.iter().enumerate() {
+            let runs = &results[p][k];
+            if runs.is_empty() {
+                continue;
+            }
+            let pick = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
+            let rps = pick(|r| r.rps);
+            rows.push(json!({
+                "client": kind.name(),
+                "proto": point.proto.name(),
+                "concurrency": point.concurrency,
+                "rps": rps.round() as u64,
+                "vs_raw": if raw_rps > 0.0 { json!(((rps / raw_rps) * 1000.0).round() / 1000.0) } else { json!(null) },
+                "p50_us": (pick(|r| r.p50_us) * 10.0).round() / 10.0,
+                "p99_us": (pick(|r| r.p99_us) * 10.0).round() / 10.0,
+                "p999_us": (pick(|r| r.p999_us) * 10.0).round() / 10.0,
+                "connections_cold": count(pick(|r| r.cold as f64)),
+                "connections_measured": count(pick(|r| r.measured as f64)),
+                "connections_cold_max": runs.iter().map(|r| r.cold).max().unwrap_or(0),
+                "connections_measured_max": runs.iter().map(|r| r.measured).max().unwrap_or(0),
+                "rounds": runs.len(),
+                "requests": plan.requests,
+                "warmup": plan.warmup(point.concurrency),
+            }));
+        }
+    }
+    print_table(&rows, &plan);
+    let text = serde_json::to_string_pretty(&rows).expect("json");
+    match json_path {
+        Some(path) => {
+            if let Some(dir) = std::path::Path::new(&path).parent() {
+                std::fs::create_dir_all(dir).expect("create the output directory");
+            }
+            std::fs::write(&path, text + "\n").expect("write the json");
+            eprintln!("compare: wrote {path} in {:.1} s", started.elapsed().as_secs_f64());
+        }
+        None => println!("{text}"),
+    }
+}
+
+/// A median count: an integer unless it falls between two.
+fn count(median: f64) -> serde_json::Value {
+    if median.fract() == 0.0 { json!(median as u64) } else { json!(median) }
+}
+
+/// The rows as a markdown table on stdout.
+fn print_table(rows: &[serde_json::Value], plan: &Plan) {
+    println!(
+        "\nLoopback comparison: GET /text/{PROMPT} (body `echo: {PROMPT}`), {} measured requests per run, median of {} rounds\n",
+        plan.requests, plan.rounds
+    );
+    println!(
+        "| client | proto | concurrency | req/s | vs raw | p50 µs | p99 µs | p99.9 µs | conns cold | conns measured |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            row["client"].as_str().unwrap_or("?"),
+            row["proto"].as_str().unwrap_or("?"),
+            row["concurrency"],
+            row["rps"],
+            row["vs_raw"].as_f64().map_or("-".to_string(), |v| format!("{v:.2}x")),
+            row["p50_us"],
+            row["p99_us"],
+            row["p999_us"],
+            row["connections_cold"],
+            row["connections_measured"],
+        );
+    }
+    println!();
+}
