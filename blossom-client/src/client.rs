@@ -17,6 +17,9 @@ use crate::driver::{ClientEvent, Lease, Shared, Step, spawn_background};
 use crate::error::{ApiError, ApiErrorKind, BoxError, Error, TimeoutPhase};
 use crate::stats::Stats;
 
+/// The stream `client.events()` returns.
+pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = ClientEvent> + Send + 'static>>;
+
 /// The Pollinations client. Cheap to clone: every clone shares one pool, one breaker per region,
 /// one rate limiter. Must be built inside a tokio runtime.
 #[derive(Clone)]
@@ -295,9 +298,9 @@ impl BlossomClient {
 
     /// A stream of what core decided: breaker transitions, ejections, resizes, failovers, pauses.
     /// Events published before the call are not replayed; a slow reader skips what it missed.
-    pub fn events(&self) -> impl Stream<Item = ClientEvent> + Send + 'static {
+    pub fn events(&self) -> EventStream {
         let rx = self.shared.events.subscribe();
-        futures_util::stream::unfold(rx, |mut rx| async move {
+        Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
             loop {
                 match rx.recv().await {
                     Ok(event) => return Some((event, rx)),
@@ -305,7 +308,7 @@ impl BlossomClient {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                 }
             }
-        })
+        }))
     }
 
     /// The regions' names, in configuration order.
@@ -362,7 +365,6 @@ impl BlossomClient {
         let shared = &self.shared;
         let started = shared.now();
         let limit = shared.config.session.timeout;
-        shared.lock().recorder.started();
         let mut result = match tokio::time::timeout(limit, self.run(spec, &mode, started + limit)).await {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout { phase: TimeoutPhase::Total, limit }),
@@ -385,10 +387,16 @@ impl BlossomClient {
         let mut request = Request::new(deadline);
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut stale_retried = false;
+        let mut counted = false;
         loop {
             let now = shared.now();
             let begun = {
                 let mut inner = shared.lock();
+                if !counted {
+                    // Counted under the lock `begin` takes anyway: one lock less per call.
+                    inner.recorder.started();
+                    counted = true;
+                }
                 let begun = match inner.core.begin(now, &request) {
                     Decision::Proceed { ticket, checkout } => Begun::Go(ticket, shared.step(&mut inner, checkout)),
                     Decision::WaitUntil { until, reason } => Begun::Wait(until, reason),
@@ -499,6 +507,10 @@ impl BlossomClient {
         let reused = lease.reused;
         let is_h2 = lease.sender.is_h2();
         completion.lease = Some(lease);
+        let sent_at = shared.now();
+        if let Some(ticket) = completion.ticket.as_mut() {
+            ticket.mark_sent(sent_at);
+        }
         let read_timeout = session.async_timeout_sock_read;
         let region = &shared.regions[endpoint];
         let mut path = spec.path_and_query.clone();
@@ -658,14 +670,22 @@ impl BlossomClient {
                     }
                     return Error::BreakerOpen { region: regions[0].name.clone(), retry_in };
                 }
+                // Every region paused by a 429's Retry-After: the caller waits for the first to end.
+                let first_resume = (0..regions.len()).map(|i| core.paused_until(i)).min();
+                if let Some(first) = first_resume.filter(|&t| t > now) {
+                    return Error::RateLimited { retry_after: first.saturating_since(now) };
+                }
                 let failures = regions
                     .iter()
                     .enumerate()
                     .map(|(i, r)| {
-                        (
-                            r.name.clone(),
-                            format!("breaker {:?}, {:?}", core.breaker_state(i), core.health().status(i, now)),
-                        )
+                        let mut why =
+                            format!("breaker {:?}, {:?}", core.breaker_state(i), core.health().status(i, now));
+                        if core.paused_until(i) > now {
+                            let wait = core.paused_until(i).saturating_since(now);
+                            why.push_str(&format!(", rate limited for {:.1} s (Retry-After)", wait.as_secs_f64()));
+                        }
+                        (r.name.clone(), why)
                     })
                     .collect();
                 Error::AllRegionsFailed { failures }

@@ -271,6 +271,10 @@ pub(crate) struct ParsedRegion {
     pub(crate) authority: String,
     /// Path prefix without a trailing slash ("" for none).
     pub(crate) prefix: String,
+    /// `scheme://authority`, for HTTP/2's absolute URIs.
+    pub(crate) origin: String,
+    /// The Host header, built once.
+    pub(crate) host_header: http::HeaderValue,
     pub(crate) spec: EndpointSpec,
 }
 
@@ -304,6 +308,9 @@ impl ParsedRegion {
             tls,
             host,
             port,
+            origin: format!("{}://{}", if tls { "https" } else { "http" }, authority.as_str()),
+            host_header: http::HeaderValue::from_str(authority.as_str())
+                .map_err(|_| bad("has an invalid host".into()))?,
             authority: authority.as_str().to_string(),
             prefix: uri.path().trim_end_matches('/').to_string(),
             spec: EndpointSpec { priority: region.priority, weight: region.weight },

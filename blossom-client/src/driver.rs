@@ -70,6 +70,8 @@ pub(crate) struct Inner {
     pub(crate) recorder: Recorder,
     /// The time the background task sleeps until.
     scheduled: Time,
+    /// A deadline may have come earlier than `scheduled` (a waiter queued, an event published).
+    pub(crate) dirty: bool,
 }
 
 /// An event with the region it concerns, as `client.events()` yields it.
@@ -92,6 +94,9 @@ pub(crate) struct Shared {
     connector: Arc<dyn Connect>,
     pub(crate) config: ClientConfig,
     pub(crate) api_key: Option<ApiKey>,
+    /// `Bearer <key>`, marked sensitive, built once.
+    authorization: Option<HeaderValue>,
+    user_agent: HeaderValue,
     pub(crate) events: broadcast::Sender<ClientEvent>,
 }
 
@@ -128,6 +133,20 @@ impl Shared {
         }
         let total = config.session.async_limit_total as usize;
         let (events, _) = broadcast::channel(1024);
+        let user_agent = HeaderValue::from_str(&config.user_agent).map_err(|_| Error::Config {
+            field: "user_agent".into(),
+            problem: "must be a valid header value".into(),
+        })?;
+        let authorization = match &config.api_key {
+            Some(key) => {
+                let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    Error::Config { field: "api_key".into(), problem: "must be printable ASCII without spaces".into() }
+                })?;
+                value.set_sensitive(true);
+                Some(value)
+            }
+            None => None,
+        };
         Ok(Arc::new(Shared {
             inner: Mutex::new(Inner {
                 core,
@@ -135,12 +154,15 @@ impl Shared {
                 waiters: HashMap::new(),
                 recorder: Recorder::new(1000),
                 scheduled: Time::ZERO,
+                dirty: false,
             }),
             epoch,
             wake: Arc::new(Notify::new()),
             regions,
             connector,
             api_key: config.api_key.clone(),
+            authorization,
+            user_agent,
             config,
             events,
         }))
@@ -190,12 +212,17 @@ impl Shared {
         }
         while let Some(event) = inner.core.poll_event() {
             self.publish(now, event);
+            inner.dirty = true;
         }
-        // Wake the background task only when a deadline came earlier than it sleeps to.
-        if let Some(next) = inner.core.poll_timeout() {
-            if next < inner.scheduled {
-                inner.scheduled = next;
-                self.wake.notify_one();
+        // Wake the background task only when a deadline may have come earlier than it sleeps to.
+        // It wakes at least every second anyway, so later deadlines (idle expiry) need no wake,
+        // and the request path does not scan the pool for them.
+        if std::mem::take(&mut inner.dirty) {
+            if let Some(next) = inner.core.poll_timeout() {
+                if next < inner.scheduled {
+                    inner.scheduled = next;
+                    self.wake.notify_one();
+                }
             }
         }
     }
@@ -237,24 +264,24 @@ impl Shared {
         path: &str,
         h2: bool,
     ) -> http::Request<Full<Bytes>> {
-        let full_path = format!("{}{}", region.prefix, path);
-        let uri = if h2 { format!("{}://{}{}", region.scheme(), region.authority, full_path) } else { full_path };
+        let origin = if h2 { region.origin.as_str() } else { "" };
+        let mut uri = String::with_capacity(origin.len() + region.prefix.len() + path.len());
+        uri.push_str(origin);
+        uri.push_str(&region.prefix);
+        uri.push_str(path);
         let mut builder = http::Request::builder()
             .method(spec.method.clone())
             .uri(uri)
-            .header(header::ACCEPT, spec.accept)
-            .header(header::USER_AGENT, self.config.user_agent.as_str());
+            .header(header::ACCEPT, HeaderValue::from_static(spec.accept))
+            .header(header::USER_AGENT, self.user_agent.clone());
         if !h2 {
-            builder = builder.header(header::HOST, region.authority.as_str());
+            builder = builder.header(header::HOST, region.host_header.clone());
         }
         if let Some(content_type) = spec.content_type {
-            builder = builder.header(header::CONTENT_TYPE, content_type);
+            builder = builder.header(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
-        if let Some(key) = &self.api_key {
-            if let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", key.expose())) {
-                value.set_sensitive(true);
-                builder = builder.header(header::AUTHORIZATION, value);
-            }
+        if let Some(value) = &self.authorization {
+            builder = builder.header(header::AUTHORIZATION, value.clone());
         }
         builder
             .body(Full::new(spec.body.clone().unwrap_or_default()))
@@ -270,6 +297,7 @@ impl Shared {
             Checkout::Wait(waiter) => {
                 let (tx, rx) = oneshot::channel();
                 inner.waiters.insert(waiter, tx);
+                inner.dirty = true;
                 Step::Wait(waiter, rx)
             }
             Checkout::Reject(_) => Step::Full,
@@ -440,8 +468,8 @@ impl Shared {
         inner.core.pool_mut().release(self.now(), lease.conn, reusable);
     }
 
-    /// Runs core's timers; returns when to run again.
-    fn tick(self: &Arc<Self>) -> Option<Time> {
+    /// Runs core's timers; returns when to run again (within a second).
+    fn tick(self: &Arc<Self>) -> Time {
         let now = self.now();
         let mut inner = self.lock();
         inner.core.handle_timeout(now);
@@ -465,8 +493,9 @@ impl Shared {
             checks.push(endpoint);
         }
         self.settle(&mut inner);
-        let next = inner.core.poll_timeout();
-        inner.scheduled = next.unwrap_or(Time::MAX);
+        let cap = now + Duration::from_secs(1);
+        let next = inner.core.poll_timeout().map_or(cap, |t| t.min(cap));
+        inner.scheduled = next;
         drop(inner);
         for endpoint in checks {
             let shared = self.clone();
@@ -493,8 +522,7 @@ pub(crate) fn spawn_background(shared: &Arc<Shared>) {
             let deadline = {
                 let Some(shared) = weak.upgrade() else { return };
                 let next = shared.tick();
-                let cap = shared.now() + Duration::from_secs(60);
-                shared.instant(next.map_or(cap, |t| t.min(cap)))
+                shared.instant(next)
             };
             tokio::select! {
                 biased;

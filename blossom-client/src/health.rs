@@ -52,7 +52,8 @@ async fn probe_once(shared: &Arc<Shared>, endpoint: usize) -> Result<(), Error> 
     completion.saw_response_head(response.headers());
     let read = read_body(&mut response.into_body(), 1 << 20, shared.config.session.async_timeout_sock_read).await;
     completion.complete(Outcome::Success, read.is_ok());
-    if status == StatusCode::OK && read.is_ok() {
+    // A 429 says the region is alive and busy: rate limits are the limiter's business, not health's.
+    if (status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS) && read.is_ok() {
         Ok(())
     } else {
         Err(Error::InvalidResponse { what: format!("health check answered {status}") })

@@ -12,6 +12,7 @@ impl BlossomClient {
         let mut inner = self.shared.lock();
         let now = self.shared.now();
         let result = f(&mut inner.core, now);
+        inner.dirty = true;
         self.shared.settle(&mut inner);
         result
     }

@@ -28,7 +28,7 @@ mod sse;
 mod stats;
 
 pub use api::*;
-pub use client::{BlossomClient, BreakerControl, ClientBuilder};
+pub use client::{BlossomClient, BreakerControl, ClientBuilder, EventStream};
 pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, MAX_REDIRECTS, Region, parse_region_list};
 pub use connect::{Connect, ConnectFuture, Connection, Io, Target, TcpConnector};
 pub use driver::ClientEvent;

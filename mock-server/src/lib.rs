@@ -34,8 +34,9 @@ pub const PNG_1X1: &[u8] = &[
     0x1d, 0x00, 0x00, 0x00, 0x00, 0x49, 0x45, 0x4e, 0x44, 0xae, 0x42, 0x60, 0x82,
 ];
 
-/// How the server answers generation requests (model listings follow it too, except
-/// [`Behavior::Capacity`] and latency, which apply to everything).
+/// How the server answers. Model listings (what health checks ask for) follow every failure
+/// behaviour too, except the generation-only ones ([`Behavior::Empty200`],
+/// [`Behavior::InvalidJson`], [`Behavior::Large`]), for which they answer normally.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Behavior {
     /// Answers well after `base` plus up to `jitter` (uniform, seeded).
@@ -261,8 +262,11 @@ impl MockServer {
         listing: bool,
         behavior: Behavior,
     ) -> Response<BoxBody<Bytes, io::Error>> {
+        // Listings (the health-check kind) fail with the server: errors, hangs, broken bodies;
+        // answers that only make sense for a generation (empty, invalid JSON, large) leave them be.
+        let generation_only = matches!(behavior, Behavior::Empty200 | Behavior::InvalidJson | Behavior::Large(_));
         let healthy = matches!(behavior, Behavior::Healthy { .. } | Behavior::Capacity { .. });
-        if listing || healthy {
+        if healthy || (listing && generation_only) {
             return ok_for(path, stream);
         }
         match behavior {

@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use blossom_client::{BlossomClient, ClientBuilder, SessionConfig};
+use blossom_client::{BlossomClient, ClientBuilder, ClientEvent, Region, SessionConfig};
 use blossom_mock::MockServer;
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -66,6 +67,81 @@ pub async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
     tokio::time::timeout(limit, future).await.expect("the call finished within its configured deadline")
 }
 
+/// A loopback address nothing listens on (connections are refused), reserved and let go.
+pub fn dead_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A mock region listening on `addr` (e.g. a [`dead_addr`] brought back up).
+pub async fn mock_at(addr: SocketAddr) -> MockServer {
+    let server = MockServer::new(7);
+    server.bind(addr).await.unwrap();
+    server
+}
+
+/// A builder for several regions (`name`, address; priority 0, weight 1) with the test key and
+/// [`fast`] settings, then `change`.
+pub fn regions_builder(regions: &[(&str, SocketAddr)], change: impl FnOnce(&mut SessionConfig)) -> ClientBuilder {
+    let mut builder = BlossomClient::builder().api_key(KEY).session_with(|s| {
+        fast(s);
+        change(s);
+    });
+    for (name, addr) in regions {
+        builder = builder.region(Region::new(*name, format!("http://{addr}")));
+    }
+    builder
+}
+
+/// A client for several regions; see [`regions_builder`].
+pub fn regions_client(regions: &[(&str, SocketAddr)], change: impl FnOnce(&mut SessionConfig)) -> BlossomClient {
+    regions_builder(regions, change).build().unwrap()
+}
+
+/// Everything `client.events()` yields from now on, collected in the background.
+#[derive(Clone, Default)]
+pub struct Events(Arc<Mutex<Vec<ClientEvent>>>);
+
+impl Events {
+    pub fn record(client: &BlossomClient) -> Events {
+        let events = Events::default();
+        let sink = events.clone();
+        let mut stream = Box::pin(client.events());
+        tokio::spawn(async move {
+            while let Some(event) = stream.next().await {
+                sink.0.lock().unwrap().push(event);
+            }
+        });
+        events
+    }
+
+    pub fn all(&self) -> Vec<ClientEvent> {
+        self.0.lock().unwrap().clone()
+    }
+
+    /// The events that match `pick`.
+    pub fn matching(&self, pick: impl Fn(&ClientEvent) -> bool) -> Vec<ClientEvent> {
+        self.all().into_iter().filter(|e| pick(e)).collect()
+    }
+
+    /// The breaker transitions of `region`, as (from, to, reason).
+    pub fn breaker(
+        &self,
+        region: &str,
+    ) -> Vec<(blossom_client::pool_core::BreakerState, blossom_client::pool_core::BreakerState, String)> {
+        self.all()
+            .into_iter()
+            .filter(|e| e.region.as_deref() == Some(region))
+            .filter_map(|e| match e.event {
+                blossom_client::pool_core::Event::Breaker { event, .. } => {
+                    Some((event.from, event.to, format!("{:?}", event.reason)))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 /// What the raw server does with the `n`-th request (0-based) on a connection.
 #[derive(Debug, Clone)]
 pub enum Act {
@@ -92,6 +168,11 @@ pub struct RawServer {
 
 impl RawServer {
     pub async fn start(act: impl Fn(u64) -> Act + Send + Sync + 'static) -> RawServer {
+        RawServer::start_by_path(move |n, _| act(n)).await
+    }
+
+    /// As [`RawServer::start`], and `act` also sees the request's path.
+    pub async fn start_by_path(act: impl Fn(u64, &str) -> Act + Send + Sync + 'static) -> RawServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server =
@@ -106,19 +187,21 @@ impl RawServer {
                     let mut buffer = Vec::new();
                     for n in 0.. {
                         // Read one request head (the tests send bodiless GETs).
-                        loop {
+                        let path = loop {
                             if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                                buffer.drain(..end + 4);
-                                break;
+                                let head: Vec<u8> = buffer.drain(..end + 4).collect();
+                                let line =
+                                    String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                                break line.split(' ').nth(1).unwrap_or_default().to_string();
                             }
                             let mut chunk = [0u8; 4096];
                             match stream.read(&mut chunk).await {
                                 Ok(0) | Err(_) => return,
                                 Ok(read) => buffer.extend_from_slice(&chunk[..read]),
                             }
-                        }
+                        };
                         counters.requests.fetch_add(1, Ordering::SeqCst);
-                        match act(n) {
+                        match act(n, &path) {
                             Act::Send(bytes) => {
                                 if stream.write_all(&bytes).await.is_err() {
                                     return;
@@ -171,5 +254,88 @@ impl Write for LogCapture {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+/// A gate shared by loopback HTTP/1.1 servers: a request whose path contains `hold` waits
+/// (counted in [`Gate::held`]) until the gate opens; the others are answered at once. Each
+/// answer is `200 text/plain` echoing the path.
+#[derive(Clone)]
+pub struct Gate {
+    open: Arc<tokio::sync::watch::Sender<bool>>,
+    held: Arc<AtomicU64>,
+    answered: Arc<AtomicU64>,
+}
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate {
+            open: Arc::new(tokio::sync::watch::Sender::new(false)),
+            held: Arc::new(AtomicU64::new(0)),
+            answered: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Gate {
+    /// Starts a server behind this gate; returns its address.
+    pub async fn serve(&self) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let gate = self.clone();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let gate = gate.clone();
+                tokio::spawn(async move {
+                    let mut buffer = Vec::new();
+                    loop {
+                        let path = loop {
+                            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                                let head: Vec<u8> = buffer.drain(..end + 4).collect();
+                                let line =
+                                    String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+                                break line.split(' ').nth(1).unwrap_or_default().to_string();
+                            }
+                            let mut chunk = [0u8; 4096];
+                            match stream.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+                            }
+                        };
+                        if path.contains("hold") {
+                            let mut open = gate.open.subscribe();
+                            gate.held.fetch_add(1, Ordering::SeqCst);
+                            let _ = open.wait_for(|open| *open).await;
+                            gate.held.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        gate.answered.fetch_add(1, Ordering::SeqCst);
+                        if stream.write_all(&ok_text(&path)).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// Requests waiting at the gate now.
+    pub fn held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Requests answered so far.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(Ordering::SeqCst)
+    }
+
+    /// Lets every held request through, and the next ones too.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// Holds the next `hold` requests again.
+    pub fn close(&self) {
+        self.open.send_replace(false);
     }
 }
