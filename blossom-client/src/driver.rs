@@ -123,12 +123,14 @@ impl Shared {
         let specs: Vec<_> = regions.iter().map(|r| r.spec.clone()).collect();
         let epoch = tokio::time::Instant::now();
         let mut core = Core::new(config.session.clone(), &specs, Time::ZERO)?;
-        if config.http2_prior_knowledge {
-            // h2c applies to plain-http regions; https ones negotiate by ALPN.
-            for (endpoint, region) in regions.iter().enumerate() {
-                if !region.tls {
-                    core.pool_mut().expect_http2(endpoint);
-                }
+        for (endpoint, region) in regions.iter().enumerate() {
+            // h2c (prior knowledge) applies to plain-http regions; https ones offering h2 in ALPN
+            // are expected to pick it, so a cold burst shares the first connection instead of
+            // opening one each. An HTTP/1.1 answer withdraws the expectation (pool-core).
+            let h2c = config.http2_prior_knowledge && !region.tls;
+            let alpn_h2 = region.tls && config.session.http2;
+            if h2c || alpn_h2 {
+                core.pool_mut().expect_http2(endpoint);
             }
         }
         let total = config.session.async_limit_total as usize;

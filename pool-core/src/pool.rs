@@ -384,8 +384,9 @@ impl Pool {
         self.endpoints[endpoint].target
     }
 
-    /// Says an endpoint speaks HTTP/2 (known ahead, e.g. h2c with prior knowledge), so
-    /// requests share a connection that is still being opened instead of opening more.
+    /// Says an endpoint speaks HTTP/2 (known ahead, e.g. h2c with prior knowledge, or likely,
+    /// e.g. h2 offered in TLS ALPN), so requests share a connection that is still being opened
+    /// instead of opening more. An HTTP/1.1 connection to it withdraws the expectation.
     pub fn expect_http2(&mut self, endpoint: usize) {
         self.endpoints[endpoint].http2 = true;
     }
@@ -438,8 +439,13 @@ impl Pool {
                 ep.http2 = true;
                 ep.shared.push(id);
             }
-            Protocol::Http1 if in_use == 0 => ep.idle.push(id),
-            Protocol::Http1 => {}
+            Protocol::Http1 => {
+                // HTTP/1.1 after all (ALPN said so): stop holding requests for a shared connection.
+                ep.http2 = false;
+                if in_use == 0 {
+                    ep.idle.push(id);
+                }
+            }
         }
         self.dispatch(now);
     }
@@ -1035,6 +1041,19 @@ mod tests {
         assert_eq!(p.poll_grant(), Some((w, Grant::Reuse(c))));
         assert_eq!(p.in_use(c), 2);
         assert!(matches!(p.checkout(at(0), 0, at(5)), Checkout::Connect(_)), "saturated: open another");
+    }
+
+    #[test]
+    fn an_http1_answer_withdraws_the_http2_expectation() {
+        // h2 offered in ALPN, http/1.1 chosen: the held request opens its own connection.
+        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
+        let mut p = Pool::new(config, 1).unwrap();
+        p.expect_http2(0);
+        let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
+        let Checkout::Wait(w) = p.checkout(at(0), 0, at(5)) else { panic!("holds for the pending connection") };
+        p.on_connected(at(1), c, Protocol::Http1);
+        assert!(matches!(p.poll_grant(), Some((id, Grant::Connect(_))) if id == w));
+        assert!(matches!(p.checkout(at(1), 0, at(5)), Checkout::Connect(_)), "no longer held while connecting");
     }
 
     #[test]
