@@ -188,7 +188,7 @@ impl Completion {
             inner.core.finish(now, ticket, outcome);
         }
         if let Some(lease) = self.lease.take() {
-            self.shared.release(&mut inner, lease, reusable && self.keep_alive);
+            self.shared.release(&mut inner, lease, reusable && self.keep_alive, now);
         }
         self.shared.settle(&mut inner);
     }
@@ -221,7 +221,7 @@ impl Drop for Completion {
             inner.core.abandon(now, ticket);
         }
         if let Some(lease) = self.lease.take() {
-            self.shared.release(&mut inner, lease, false);
+            self.shared.release(&mut inner, lease, false, now);
         }
         self.shared.settle(&mut inner);
     }
@@ -488,7 +488,8 @@ impl BlossomClient {
     ) -> Result<Answer<T>, Failed> {
         let shared = &self.shared;
         let session = &shared.config.session;
-        let pool_deadline = deadline.min(shared.now() + session.pool_timeout);
+        let admitted = completion_started(&completion);
+        let pool_deadline = deadline.min(admitted + session.pool_timeout);
         let lease = match shared.acquire(endpoint, step, pool_deadline).await {
             Ok(lease) => lease,
             Err(error) => {
@@ -506,10 +507,14 @@ impl BlossomClient {
         }
         let reused = lease.reused;
         let is_h2 = lease.sender.is_h2();
+        let queued_or_connected = !reused || !lease.waited.is_zero();
         completion.lease = Some(lease);
-        let sent_at = shared.now();
-        if let Some(ticket) = completion.ticket.as_mut() {
-            ticket.mark_sent(sent_at);
+        if queued_or_connected {
+            // Round trips are learnt from when the request went out, not from admission.
+            let sent_at = shared.now();
+            if let Some(ticket) = completion.ticket.as_mut() {
+                ticket.mark_sent(sent_at);
+            }
         }
         let read_timeout = session.async_timeout_sock_read;
         let region = &shared.regions[endpoint];
@@ -565,14 +570,7 @@ impl BlossomClient {
         let (parts, mut body) = response.into_parts();
         if status.is_success() {
             if let Mode::Stream = mode {
-                tracing_request(
-                    region,
-                    status,
-                    shared.now().saturating_since(completion_started(&completion)),
-                    reused,
-                    attempt,
-                    session.log_requests,
-                );
+                tracing_request(shared, region, status, completion_started(&completion), reused, attempt);
                 return Ok(Answer::Stream(Streaming { body, done: completion }));
             }
         }
@@ -608,8 +606,7 @@ impl BlossomClient {
                 return Err(Failed::new(error, Some(Outcome::Failure), Next::Backoff));
             }
         };
-        let took = shared.now().saturating_since(completion_started(&completion));
-        tracing_request(region, status, took, reused, attempt, session.log_requests);
+        tracing_request(shared, region, status, completion_started(&completion), reused, attempt);
         if status.is_success() {
             let Mode::Full(parse) = mode else { unreachable!("a streamed 2xx returned above") };
             let parsed = if bytes.is_empty() {
@@ -723,7 +720,7 @@ fn complete_failed(completion: &mut Completion, outcome: Option<Outcome>, reusab
         }
     }
     if let Some(lease) = completion.lease.take() {
-        completion.shared.release(&mut inner, lease, reusable && completion.keep_alive);
+        completion.shared.release(&mut inner, lease, reusable && completion.keep_alive, now);
     }
     completion.shared.settle(&mut inner);
 }
@@ -751,11 +748,23 @@ fn final_error(regions: &[ParsedRegion], failures: Vec<(usize, Error)>) -> Error
     Error::AllRegionsFailed { failures: last }
 }
 
-fn tracing_request(region: &ParsedRegion, status: StatusCode, took: Duration, reused: bool, attempt: u32, log: bool) {
-    if log {
-        tracing::info!(region = %region.name, status = status.as_u16(), took_ms = took.as_millis() as u64, reused, attempt, "request");
-    } else {
-        tracing::debug!(region = %region.name, status = status.as_u16(), took_ms = took.as_millis() as u64, reused, attempt, "request");
+/// Logs a response head: at info with `log_requests`, else at debug. Reads the clock only when
+/// the line will be written.
+fn tracing_request(
+    shared: &Shared,
+    region: &ParsedRegion,
+    status: StatusCode,
+    started: Time,
+    reused: bool,
+    attempt: u32,
+) {
+    let took_ms = || shared.now().saturating_since(started).as_millis() as u64;
+    if shared.config.session.log_requests {
+        if tracing::enabled!(tracing::Level::INFO) {
+            tracing::info!(region = %region.name, status = status.as_u16(), took_ms = took_ms(), reused, attempt, "request");
+        }
+    } else if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::debug!(region = %region.name, status = status.as_u16(), took_ms = took_ms(), reused, attempt, "request");
     }
 }
 

@@ -187,7 +187,9 @@ impl Shared {
     /// Delivers grants, closes connections core dropped, and publishes events. Call after every
     /// core call that may have changed something, with the lock held.
     pub(crate) fn settle(&self, inner: &mut Inner) {
-        let now = self.now();
+        // The clock is read only if something needs it (a grant to give back, an event).
+        let mut clock = None;
+        let mut now = || *clock.get_or_insert_with(|| self.now());
         loop {
             let mut progressed = false;
             while let Some((id, _reason)) = inner.core.pool_mut().poll_close() {
@@ -205,7 +207,7 @@ impl Shared {
                     None => false,
                 };
                 if !delivered {
-                    inner.core.pool_mut().give_back(now, grant);
+                    inner.core.pool_mut().give_back(now(), grant);
                 }
             }
             if !progressed {
@@ -213,7 +215,7 @@ impl Shared {
             }
         }
         while let Some(event) = inner.core.poll_event() {
-            self.publish(now, event);
+            self.publish(now(), event);
             inner.dirty = true;
         }
         // Wake the background task only when a deadline may have come earlier than it sleeps to.
@@ -314,15 +316,15 @@ impl Shared {
         pool_deadline: Time,
     ) -> Result<Lease, Error> {
         let mut step = first;
-        let started = self.now();
         let mut waited = Duration::ZERO;
         loop {
             let grant = match step {
                 Step::Grant(grant) => grant,
                 Step::Full => return Err(Error::PoolFull { region: self.regions[endpoint].name.clone() }),
                 Step::Wait(waiter, rx) => {
+                    let started = self.now();
                     let grant = WaitGuard { shared: self, waiter, rx: Some(rx) }.wait().await;
-                    waited = self.now().saturating_since(started);
+                    waited += self.now().saturating_since(started);
                     grant
                 }
             };
@@ -456,7 +458,7 @@ impl Shared {
     }
 
     /// Gives a connection back after a request.
-    pub(crate) fn release(&self, inner: &mut Inner, lease: Lease, reusable: bool) {
+    pub(crate) fn release(&self, inner: &mut Inner, lease: Lease, reusable: bool, now: Time) {
         let reusable = reusable && !lease.sender.is_closed();
         if reusable {
             if let (Sender::H1(_), Some(Some(entry))) =
@@ -467,7 +469,7 @@ impl Shared {
                 }
             }
         }
-        inner.core.pool_mut().release(self.now(), lease.conn, reusable);
+        inner.core.pool_mut().release(now, lease.conn, reusable);
     }
 
     /// Runs core's timers; returns when to run again (within a second).
