@@ -365,10 +365,8 @@ impl BlossomClient {
         let shared = &self.shared;
         let started = shared.now();
         let limit = shared.config.session.timeout;
-        let mut result = match tokio::time::timeout(limit, self.run(spec, &mode, started + limit)).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout { phase: TimeoutPhase::Total, limit }),
-        };
+        // Every wait inside is bounded by this deadline too (see `bounded`): no outer timer.
+        let mut result = self.run(spec, &mode, started + limit).await;
         let took = shared.now().saturating_since(started);
         match &mut result {
             // A stream is counted when it ends, as what it ends with.
@@ -488,14 +486,15 @@ impl BlossomClient {
     ) -> Result<Answer<T>, Failed> {
         let shared = &self.shared;
         let session = &shared.config.session;
+        let call = Deadline { at: shared.instant(deadline), total: session.timeout };
         let admitted = completion_started(&completion);
         let pool_deadline = deadline.min(admitted + session.pool_timeout);
-        let lease = match shared.acquire(endpoint, step, pool_deadline).await {
+        let lease = match shared.acquire(endpoint, step, pool_deadline, Some(call)).await {
             Ok(lease) => lease,
             Err(error) => {
                 let (outcome, next) = match &error {
                     Error::Connect { .. } => (Some(Outcome::Failure), Next::Backoff),
-                    Error::Timeout { phase: TimeoutPhase::Connect, .. } => (Some(Outcome::Timeout), Next::Backoff),
+                    Error::Timeout { .. } => timeout_outcome(&error),
                     _ => (None, Next::Stop),
                 };
                 complete_failed(&mut completion, outcome, false);
@@ -523,11 +522,11 @@ impl BlossomClient {
         let response = loop {
             let request = shared.build_request(region, spec, &path, is_h2);
             let sender = &mut completion.lease.as_mut().expect("lease held").sender;
-            let response = match tokio::time::timeout(read_timeout, sender.send(request)).await {
-                Err(_) => {
-                    let error = Error::Timeout { phase: TimeoutPhase::Read, limit: read_timeout };
-                    complete_failed(&mut completion, Some(Outcome::Timeout), false);
-                    return Err(Failed::new(error, Some(Outcome::Timeout), Next::Backoff));
+            let response = match bounded(Some(call), read_timeout, TimeoutPhase::Read, sender.send(request)).await {
+                Err(error) => {
+                    let (outcome, next) = timeout_outcome(&error);
+                    complete_failed(&mut completion, outcome, false);
+                    return Err(Failed::new(error, outcome, next));
                 }
                 Ok(Err(e)) if reused => {
                     complete_failed(&mut completion, None, false);
@@ -551,7 +550,7 @@ impl BlossomClient {
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let mut body = response.into_body();
             // Drain the redirect body so the connection can carry the next request.
-            let drained = read_body(&mut body, 64 * 1024, read_timeout).await.is_ok();
+            let drained = read_body(&mut body, 64 * 1024, read_timeout, Some(call)).await.is_ok();
             let same_region = location.as_deref().and_then(|l| same_region_path(region, l));
             let error = match (same_region, drained) {
                 _ if shared.config.max_redirects == 0 => Error::RedirectRefused { status },
@@ -585,7 +584,7 @@ impl BlossomClient {
                 ));
             }
         }
-        let bytes = match read_body(&mut body, limit, read_timeout).await {
+        let bytes = match read_body(&mut body, limit, read_timeout, Some(call)).await {
             Ok(bytes) => bytes,
             Err(BodyFailure::TooLarge) => {
                 complete_failed(&mut completion, Some(Outcome::Ignored), false);
@@ -595,10 +594,10 @@ impl BlossomClient {
                     Next::Stop,
                 ));
             }
-            Err(BodyFailure::Timeout) => {
-                let error = Error::Timeout { phase: TimeoutPhase::Read, limit: read_timeout };
-                complete_failed(&mut completion, Some(Outcome::Timeout), false);
-                return Err(Failed::new(error, Some(Outcome::Timeout), Next::Backoff));
+            Err(BodyFailure::Timeout(error)) => {
+                let (outcome, next) = timeout_outcome(&error);
+                complete_failed(&mut completion, outcome, false);
+                return Err(Failed::new(error, outcome, next));
             }
             Err(BodyFailure::Broken(source)) => {
                 let error = Error::Stream { what: "the response body broke off".into(), source: Some(source) };
@@ -710,6 +709,17 @@ pub enum BreakerControl {
     Reset,
 }
 
+/// A phase that ran out. Connect or read: the endpoint was too slow (a failure, retried). The
+/// call's own deadline or a wait for our own pool: no verdict on the endpoint, no retry.
+fn timeout_outcome(error: &Error) -> (Option<Outcome>, Next) {
+    match error {
+        Error::Timeout { phase: TimeoutPhase::Connect | TimeoutPhase::Read, .. } => {
+            (Some(Outcome::Timeout), Next::Backoff)
+        }
+        _ => (None, Next::Stop),
+    }
+}
+
 fn complete_failed(completion: &mut Completion, outcome: Option<Outcome>, reusable: bool) {
     let mut inner = completion.shared.lock();
     let now = completion.shared.now();
@@ -802,16 +812,27 @@ fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
 
 pub(crate) enum BodyFailure {
     TooLarge,
-    Timeout,
+    Timeout(Error),
     Broken(BoxError),
 }
 
-/// Reads a whole body: at most `limit` bytes, at most `read_timeout` between chunks.
-pub(crate) async fn read_body(body: &mut Incoming, limit: u64, read_timeout: Duration) -> Result<Bytes, BodyFailure> {
+/// Reads a whole body: at most `limit` bytes, at most `read_timeout` between chunks, and never
+/// past the call's deadline.
+pub(crate) async fn read_body(
+    body: &mut Incoming,
+    limit: u64,
+    read_timeout: Duration,
+    deadline: Option<Deadline>,
+) -> Result<Bytes, BodyFailure> {
+    use http_body::Body as _;
     let mut buffer = BytesMut::new();
     loop {
-        let frame = match tokio::time::timeout(read_timeout, body.frame()).await {
-            Err(_) => return Err(BodyFailure::Timeout),
+        if body.is_end_stream() {
+            // The last frame said so: no need for another timed poll.
+            return Ok(buffer.freeze());
+        }
+        let frame = match bounded(deadline, read_timeout, TimeoutPhase::Read, body.frame()).await {
+            Err(timeout) => return Err(BodyFailure::Timeout(timeout)),
             Ok(None) => return Ok(buffer.freeze()),
             Ok(Some(Err(e))) => return Err(BodyFailure::Broken(Box::new(e))),
             Ok(Some(Ok(frame))) => frame,
@@ -823,6 +844,29 @@ pub(crate) async fn read_body(body: &mut Incoming, limit: u64, read_timeout: Dur
             buffer.extend_from_slice(&data);
         }
     }
+}
+
+/// The call's deadline on tokio's clock, and the total timeout it comes from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub(crate) at: tokio::time::Instant,
+    pub(crate) total: Duration,
+}
+
+/// Waits for `fut` at most `limit` (its phase's own timeout) and never past the call's deadline:
+/// one timer per wait, and the error names whichever bound ran out.
+pub(crate) async fn bounded<F: std::future::Future>(
+    deadline: Option<Deadline>,
+    limit: Duration,
+    phase: TimeoutPhase,
+    fut: F,
+) -> Result<F::Output, Error> {
+    let phase_end = tokio::time::Instant::now() + limit;
+    let (end, error) = match deadline {
+        Some(d) if d.at <= phase_end => (d.at, Error::Timeout { phase: TimeoutPhase::Total, limit: d.total }),
+        _ => (phase_end, Error::Timeout { phase, limit }),
+    };
+    tokio::time::timeout_at(end, fut).await.map_err(|_| error)
 }
 
 #[cfg(test)]

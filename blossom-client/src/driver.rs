@@ -18,6 +18,7 @@ use pool_core::{Checkout, CloseReason, ConnId, Core, Event, Grant, Protocol, Tim
 use tokio::sync::{Notify, broadcast, oneshot};
 
 use crate::api::RequestSpec;
+use crate::client::{Deadline, bounded};
 use crate::config::{ApiKey, ClientConfig, ParsedRegion};
 use crate::connect::{Connect, Target};
 use crate::error::{Error, TimeoutPhase};
@@ -314,6 +315,7 @@ impl Shared {
         endpoint: usize,
         first: Step,
         pool_deadline: Time,
+        deadline: Option<Deadline>,
     ) -> Result<Lease, Error> {
         let mut step = first;
         let mut waited = Duration::ZERO;
@@ -342,8 +344,10 @@ impl Shared {
                     self.settle(&mut inner);
                 }
                 Grant::Connect(id) => {
-                    let sender =
-                        self.connect(endpoint, id, false).await?.expect("a request's connection is lent to it");
+                    let sender = self
+                        .connect(endpoint, id, false, deadline)
+                        .await?
+                        .expect("a request's connection is lent to it");
                     return Ok(Lease { conn: id, sender, reused: false, waited });
                 }
                 Grant::TimedOut => {
@@ -363,6 +367,7 @@ impl Shared {
         endpoint: usize,
         id: ConnId,
         warm: bool,
+        deadline: Option<Deadline>,
     ) -> Result<Option<Sender>, Error> {
         let mut guard = ConnectGuard { shared: self, id, armed: true };
         let region = &self.regions[endpoint];
@@ -374,7 +379,7 @@ impl Shared {
         };
         let limit = self.config.session.async_timeout_connect;
         let prior_knowledge = self.config.http2_prior_knowledge && !region.tls;
-        let opened = tokio::time::timeout(limit, async {
+        let opened = bounded(deadline, limit, TimeoutPhase::Connect, async {
             let connection =
                 self.connector.connect(&target).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
             let io = TokioIo::new(connection.io);
@@ -393,7 +398,7 @@ impl Shared {
         })
         .await;
         let (sender, task) = match opened {
-            Err(_) => return Err(Error::Timeout { phase: TimeoutPhase::Connect, limit }),
+            Err(timeout) => return Err(timeout),
             Ok(Err(source)) => return Err(Error::Connect { region: region.name.clone(), source }),
             Ok(Ok(opened)) => opened,
         };

@@ -34,7 +34,7 @@ async fn probe_once(shared: &Arc<Shared>, endpoint: usize) -> Result<(), Error> 
         shared.settle(&mut inner);
         step
     };
-    let lease = shared.acquire(endpoint, step, deadline).await?;
+    let lease = shared.acquire(endpoint, step, deadline, None).await?;
     let is_h2 = lease.sender.is_h2();
     let mut completion = Completion::lease_only(shared.clone(), lease);
     let spec = RequestSpec {
@@ -50,7 +50,7 @@ async fn probe_once(shared: &Arc<Shared>, endpoint: usize) -> Result<(), Error> 
     let response = completion.sender().send(request).await.map_err(|e| Error::Http { source: Box::new(e) })?;
     let status = response.status();
     completion.saw_response_head(response.headers());
-    let read = read_body(&mut response.into_body(), 1 << 20, shared.config.session.async_timeout_sock_read).await;
+    let read = read_body(&mut response.into_body(), 1 << 20, shared.config.session.async_timeout_sock_read, None).await;
     completion.complete(Outcome::Success, read.is_ok());
     // A 429 says the region is alive and busy: rate limits are the limiter's business, not health's.
     if (status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS) && read.is_ok() {
@@ -112,7 +112,7 @@ impl BlossomClient {
             let shared = shared.clone();
             async move {
                 let started = shared.now();
-                let result = shared.connect(endpoint, id, true).await;
+                let result = shared.connect(endpoint, id, true, None).await;
                 (endpoint, result.map(|_| shared.now().saturating_since(started)))
             }
         });
