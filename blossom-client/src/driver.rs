@@ -501,6 +501,20 @@ impl Shared {
         while let Some(endpoint) = inner.core.poll_check(now) {
             checks.push(endpoint);
         }
+        // Replacement: warm connections closed by idle expiry, lifetime or validation are reopened,
+        // but only toward a region that may take traffic (no reconnect storm against a dead one).
+        let mut replacements = Vec::new();
+        for endpoint in 0..self.regions.len() {
+            let core = &inner.core;
+            if !core.breaker(endpoint).would_admit(now) || !core.health().is_usable(endpoint, now) {
+                continue;
+            }
+            for _ in 0..inner.core.pool().warm_deficit(endpoint) {
+                if let Some(id) = inner.core.pool_mut().reserve_warmup(endpoint) {
+                    replacements.push((endpoint, id));
+                }
+            }
+        }
         self.settle(&mut inner);
         let cap = now + Duration::from_secs(1);
         let next = inner.core.poll_timeout().map_or(cap, |t| t.min(cap));
@@ -509,6 +523,14 @@ impl Shared {
         for endpoint in checks {
             let shared = self.clone();
             tokio::spawn(async move { crate::health::probe(shared, endpoint).await });
+        }
+        for (endpoint, id) in replacements {
+            let shared = self.clone();
+            tokio::spawn(async move {
+                if let Err(error) = shared.connect(endpoint, id, true, None).await {
+                    tracing::debug!(region = %shared.regions[endpoint].name, %error, "replacing a warm connection failed");
+                }
+            });
         }
         next
     }

@@ -92,7 +92,9 @@ impl fmt::Display for WarmupReport {
 
 impl BlossomClient {
     /// Opens `per_region` connections to every region ahead of traffic (no generation request is
-    /// sent). Afterwards that many concurrent requests per region open no new connection.
+    /// sent). Afterwards that many concurrent requests per region open no new connection, and the
+    /// background task replaces warm connections that close (idle expiry, lifetime, validation)
+    /// while the region may take traffic.
     pub async fn warmup(&self, per_region: usize) -> WarmupReport {
         let shared = &self.shared;
         let mut slots = Vec::new();
@@ -100,6 +102,8 @@ impl BlossomClient {
         {
             let mut inner = shared.lock();
             for endpoint in 0..shared.regions.len() {
+                // Closed warm connections are replaced from now on (idle expiry, lifetime, checks).
+                inner.core.pool_mut().set_warm_target(endpoint, per_region as u32);
                 for _ in 0..per_region {
                     match inner.core.pool_mut().reserve_warmup(endpoint) {
                         Some(id) => slots.push((endpoint, id)),

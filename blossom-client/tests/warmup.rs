@@ -67,3 +67,22 @@ async fn an_h2_warm_connection_serves_many() {
     assert!(join_all(calls).await.iter().all(Result::is_ok));
     assert_eq!(server.stats().connections, 1);
 }
+
+#[tokio::test]
+async fn warm_connections_closed_by_idle_expiry_are_replaced() {
+    let (server, addr) = common::mock().await;
+    let client = common::client(addr, |s| s.keepalive_expiry = Duration::from_millis(300));
+    let report = client.warmup(2).await;
+    assert_eq!(report.opened.len(), 2, "{report}");
+    // The idle timeout closes both; the background task opens two new ones to keep the target.
+    common::until("the expired warm connections were closed", || client.stats().connections_closed.idle_timeout >= 2)
+        .await;
+    common::until("the warm connections were replaced", || {
+        let stats = client.stats();
+        stats.connections_created >= 4 && stats.pool_idle == 2
+    })
+    .await;
+    assert!(server.stats().connections >= 4, "the server saw the replacements");
+    assert_eq!(server.stats().requests, 0, "replacement sends no request");
+    client.text().generate("served warm").await.unwrap();
+}

@@ -302,6 +302,8 @@ struct Endpoint {
     /// Established HTTP/2 connections.
     shared: Vec<ConnId>,
     http2: bool,
+    /// Connections to keep open (warmup target); closed ones are replaced.
+    warm: u32,
     waiters: VecDeque<Waiter>,
     stats: PoolStats,
 }
@@ -338,6 +340,7 @@ impl Pool {
                 idle: Vec::with_capacity(per),
                 shared: Vec::with_capacity(per),
                 http2: false,
+                warm: 0,
                 waiters: VecDeque::with_capacity(waiters),
                 stats: PoolStats::default(),
             })
@@ -413,6 +416,19 @@ impl Pool {
         ep.stats.waited += 1;
         self.waiting_total += 1;
         Checkout::Wait(id)
+    }
+
+    /// Keeps `n` connections open to `endpoint` from now on (within its cap): when idle expiry,
+    /// lifetime or a failed check closes one, [`Pool::warm_deficit`] says to open a replacement.
+    pub fn set_warm_target(&mut self, endpoint: usize, n: u32) {
+        self.endpoints[endpoint].warm = n;
+    }
+
+    /// Connections to open now to bring `endpoint` back to its warm target (0 when at the cap).
+    pub fn warm_deficit(&self, endpoint: usize) -> u32 {
+        let ep = &self.endpoints[endpoint];
+        let want = ep.warm.min(ep.target).saturating_sub(ep.open);
+        want.min(self.config.max_total.saturating_sub(self.open_total))
     }
 
     /// Reserves a slot to open a connection ahead of traffic; `None` when at the cap.
@@ -1054,6 +1070,23 @@ mod tests {
         p.on_connected(at(1), c, Protocol::Http1);
         assert!(matches!(p.poll_grant(), Some((id, Grant::Connect(_))) if id == w));
         assert!(matches!(p.checkout(at(1), 0, at(5)), Checkout::Connect(_)), "no longer held while connecting");
+    }
+
+    #[test]
+    fn closed_warm_connections_are_replaced() {
+        let mut p = pool(10, 10);
+        p.set_warm_target(0, 2);
+        assert_eq!(p.warm_deficit(0), 2);
+        let a = p.reserve_warmup(0).unwrap();
+        let b = p.reserve_warmup(0).unwrap();
+        p.on_connected(at(0), a, Protocol::Http1);
+        p.on_connected(at(0), b, Protocol::Http1);
+        assert_eq!(p.warm_deficit(0), 0);
+        p.handle_timeout(at(31));
+        assert_eq!(p.stats().closed.idle_timeout, 2);
+        assert_eq!(p.warm_deficit(0), 2, "expired warm connections are to be replaced");
+        p.set_target(at(31), 0, 1);
+        assert_eq!(p.warm_deficit(0), 1, "never beyond the endpoint's cap");
     }
 
     #[test]
