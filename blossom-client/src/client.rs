@@ -371,7 +371,9 @@ impl BlossomClient {
         match &mut result {
             // A stream is counted when it ends, as what it ends with.
             Ok(Answer::Stream(streaming)) => streaming.done.call_started = Some(started),
-            _ => shared.lock().recorder.finished(took, result.as_ref().map(|_| ())),
+            // Counted by the completion, under the lock it takes anyway.
+            Ok(Answer::Full(_)) => {}
+            Err(error) => shared.lock().recorder.finished(took, Err(error)),
         }
         if took >= shared.config.session.slow_request_threshold {
             tracing::warn!(path = %path_only(&spec.path_and_query), took_ms = took.as_millis() as u64, "slow request");
@@ -615,6 +617,7 @@ impl BlossomClient {
             };
             return match parsed {
                 Ok(value) => {
+                    completion.call_started = Some(deadline - session.timeout);
                     completion.complete(Outcome::Success, true);
                     Ok(Answer::Full(value))
                 }
