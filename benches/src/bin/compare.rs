@@ -15,19 +15,27 @@
 //! machine's 2 cores: what the server costs is paid by every client alike.
 //!
 //! ```text
-//! cargo run --profile bench -p benches --bin compare -- [--quick] [--json PATH] [--only CLIENT]
+//! cargo run --profile bench -p benches --bin compare -- [--quick] [--json PATH] [--only CLIENT[,CLIENT...]]
 //!     [--blossom-keep-idle]
 //! ```
 //!
-//! `--only` runs one client (for profiling); `--blossom-keep-idle` also sets blossom's
-//! `sync_pool_connections` to the concurrency (by default blossom keeps at most 10 idle).
+//! `--only` runs the clients named (one for profiling, or a comma-separated list);
+//! `--blossom-keep-idle` also sets blossom's `sync_pool_connections` to the concurrency (by default
+//! blossom keeps at most 10 idle).
+//!
+//! Two more blossom variants measure what resilience costs: `blossom-off` (breaker disabled, no
+//! health tracking, no limiter, fixed size, no retries) and `blossom-on` (breaker, passive and
+//! active health, limiter at a rate far above the load, AIMD sizer capped at the concurrency,
+//! retries). They run at HTTP/1.1 concurrency 16 and h2c 128, in the same rounds as the others,
+//! and a second table gives on / off.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use blossom_client::BlossomClient;
+use blossom_client::pool_core::{BreakerConfig, BreakerMode, HealthConfig, PolicyKind, SizerConfig};
+use blossom_client::{BlossomClient, SessionConfig};
 use blossom_mock::{Behavior, MockServer};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -46,9 +54,13 @@ enum Kind {
     HyperUtil,
     Reqwest,
     Blossom,
+    /// blossom with every resilience feature off.
+    BlossomOff,
+    /// blossom with every resilience feature on.
+    BlossomOn,
 }
 
-const KINDS: [Kind; 4] = [Kind::Raw, Kind::HyperUtil, Kind::Reqwest, Kind::Blossom];
+const KINDS: [Kind; 6] = [Kind::Raw, Kind::HyperUtil, Kind::Reqwest, Kind::Blossom, Kind::BlossomOff, Kind::BlossomOn];
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -57,6 +69,18 @@ impl Kind {
             Kind::HyperUtil => "hyper-util",
             Kind::Reqwest => "reqwest",
             Kind::Blossom => "blossom",
+            Kind::BlossomOff => "blossom-off",
+            Kind::BlossomOn => "blossom-on",
+        }
+    }
+
+    /// Whether this client runs at `point`: the resilience pair only at HTTP/1.1 16 and h2c 128.
+    fn runs_at(self, point: Point) -> bool {
+        match self {
+            Kind::BlossomOff | Kind::BlossomOn => {
+                matches!((point.proto, point.concurrency), (Proto::Http1, 16) | (Proto::H2c, 128))
+            }
+            _ => true,
         }
     }
 }
@@ -190,7 +214,7 @@ impl Client {
                 let builder = if h2 { builder.http2_prior_knowledge() } else { builder.http1_only() };
                 Client::Reqwest(builder.build().expect("reqwest client"))
             }
-            Kind::Blossom => {
+            Kind::Blossom | Kind::BlossomOff | Kind::BlossomOn => {
                 let cap = point.concurrency as u32;
                 let builder = BlossomClient::builder().base_url(format!("http://{addr}")).session_with(|s| {
                     s.async_limit_per_host = cap;
@@ -199,6 +223,11 @@ impl Client {
                         s.sync_pool_maxsize = s.sync_pool_maxsize.max(cap);
                         s.sync_pool_connections = cap;
                     }
+                    match kind {
+                        Kind::BlossomOff => resilience_off(s),
+                        Kind::BlossomOn => resilience_on(s, cap),
+                        _ => {}
+                    }
                 });
                 let builder = if h2 { builder.http2_prior_knowledge() } else { builder };
                 Client::Blossom(builder.build().expect("blossom client"))
@@ -206,6 +235,32 @@ impl Client {
         }
     }
 }
+
+/// Every resilience feature off: no breaker, no health tracking, no limiter, fixed size, no retries.
+fn resilience_off(s: &mut SessionConfig) {
+    s.breaker.mode = BreakerMode::Disabled;
+    s.health.active_checks = false;
+    s.health.consecutive_failures = 0;
+    s.rate_limit_per_minute = None;
+    s.sizer.policy = PolicyKind::Fixed;
+    s.retry.max_retries = 0;
+}
+
+/// Every resilience feature on: breaker (defaults), passive and active health checks (default
+/// interval), a limiter at the highest rate it takes (10 M/min, far above what 2 cores reach) with
+/// a large burst, an AIMD sizer whose cap stays at the concurrency, retries (defaults).
+fn resilience_on(s: &mut SessionConfig, cap: u32) {
+    let defaults = SessionConfig::default();
+    s.breaker = BreakerConfig { mode: BreakerMode::Normal, ..defaults.breaker };
+    s.health = HealthConfig { active_checks: true, ..defaults.health };
+    s.rate_limit_per_minute = Some(RATE_LIMIT_PER_MINUTE);
+    s.rate_limit_burst = 1_000_000;
+    s.sizer = SizerConfig { policy: PolicyKind::Aimd, min: 1, max: cap, initial: cap, ..defaults.sizer };
+    s.retry = defaults.retry;
+}
+
+/// The limiter's rate for `blossom-on`: the most `LimiterConfig` accepts (166 667 requests a second).
+const RATE_LIMIT_PER_MINUTE: u32 = 10_000_000;
 
 /// What one task needs to send: a shared client, or (raw) its own connection.
 #[allow(clippy::large_enum_variant)] // reason: one per task, made once; a box would add an indirection to one client's measured path
@@ -380,9 +435,10 @@ fn main() {
         blossom_keep_idle: args.iter().any(|a| a == "--blossom-keep-idle"),
     };
     let plan = options.plan;
-    let kinds: Vec<Kind> = KINDS.iter().copied().filter(|k| only.as_deref().is_none_or(|o| o == k.name())).collect();
+    let kinds: Vec<Kind> =
+        KINDS.iter().copied().filter(|k| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == k.name()))).collect();
     if kinds.is_empty() {
-        eprintln!("compare: --only takes raw, hyper-util, reqwest or blossom");
+        eprintln!("compare: --only takes raw, hyper-util, reqwest, blossom, blossom-off or blossom-on");
         std::process::exit(2);
     }
 
@@ -398,7 +454,7 @@ fn main() {
             for (p, point) in POINTS.iter().enumerate() {
                 for k in 0..KINDS.len() {
                     let k = (k + round + p) % KINDS.len();
-                    if !kinds.contains(&KINDS[k]) {
+                    if !kinds.contains(&KINDS[k]) || !KINDS[k].runs_at(*point) {
                         continue;
                     }
                     let run = run_once(KINDS[k], *point, &server, addr, &options).await;
@@ -441,9 +497,20 @@ fn main() {
                 "requests": plan.requests,
                 "warmup": plan.warmup(point.concurrency),
             }));
+            if *kind == Kind::BlossomOn {
+                let off = &results[p][KINDS.iter().position(|k| *k == Kind::BlossomOff).expect("a listed kind")];
+                if !off.is_empty() {
+                    let off_pick = |f: fn(&Run) -> f64| median(off.iter().map(f).collect());
+                    let ratio = |v: f64| (v * 1000.0).round() / 1000.0;
+                    let row = rows.last_mut().expect("just pushed");
+                    row["on_vs_off_rps"] = json!(ratio(rps / off_pick(|r| r.rps)));
+                    row["on_vs_off_p99"] = json!(ratio(pick(|r| r.p99_us) / off_pick(|r| r.p99_us)));
+                }
+            }
         }
     }
     print_table(&rows, &plan);
+    print_resilience(&results);
     let text = serde_json::to_string_pretty(&rows).expect("json");
     match json_path {
         Some(path) => {
@@ -455,6 +522,48 @@ fn main() {
         }
         None => println!("{text}"),
     }
+}
+
+/// "Resilience on vs off": on / off of the medians, and the median of the per-round on / off
+/// (the two ran in the same round, close in time), for req/s and p99.
+fn print_resilience(results: &[Vec<Vec<Run>>]) {
+    let index = |kind: Kind| KINDS.iter().position(|k| *k == kind).expect("a listed kind");
+    let (off, on) = (index(Kind::BlossomOff), index(Kind::BlossomOn));
+    let mut lines = Vec::new();
+    for (p, point) in POINTS.iter().enumerate() {
+        let (offs, ons) = (&results[p][off], &results[p][on]);
+        if offs.is_empty() || ons.is_empty() {
+            continue;
+        }
+        let ratio = |f: fn(&Run) -> f64| {
+            let medians = median(ons.iter().map(f).collect()) / median(offs.iter().map(f).collect());
+            let paired = median(offs.iter().zip(ons).map(|(a, b)| f(b) / f(a)).collect());
+            (medians, paired)
+        };
+        let (rps, rps_paired) = ratio(|r| r.rps);
+        let (p99, p99_paired) = ratio(|r| r.p99_us);
+        lines.push(format!(
+            "| {} | {} | {:.0} | {:.0} | {rps:.3} | {rps_paired:.3} | {:.1} | {:.1} | {p99:.3} | {p99_paired:.3} |",
+            point.proto.name(),
+            point.concurrency,
+            median(offs.iter().map(|r| r.rps).collect()),
+            median(ons.iter().map(|r| r.rps).collect()),
+            median(offs.iter().map(|r| r.p99_us).collect()),
+            median(ons.iter().map(|r| r.p99_us).collect()),
+        ));
+    }
+    if lines.is_empty() {
+        return;
+    }
+    println!("Resilience on vs off (blossom-on / blossom-off; target: req/s within 3 %)\n");
+    println!(
+        "| proto | concurrency | off req/s | on req/s | on/off req/s | per-round | off p99 µs | on p99 µs | on/off p99 | per-round |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for line in lines {
+        println!("{line}");
+    }
+    println!();
 }
 
 /// A median count: an integer unless it falls between two.
