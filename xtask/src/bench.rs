@@ -16,11 +16,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     crate::cargo(&["bench", "-p", "benches", "--no-run"], &[])?;
     let started = std::time::Instant::now();
     if criterion {
-        let mut cargo_args = vec!["bench", "-p", "benches", "--bench", "core_path", "--"];
-        if quick {
-            cargo_args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+        for bench in ["core_path", "client_path"] {
+            let mut cargo_args = vec!["bench", "-p", "benches", "--bench", bench, "--"];
+            if quick {
+                cargo_args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
+            }
+            crate::cargo(&cargo_args, &[])?;
         }
-        crate::cargo(&cargo_args, &[])?;
     }
     let json = target_dir().join("bench").join("loopback.json");
     let json = json.to_str().ok_or("the target path is not UTF-8")?.to_string();
