@@ -658,7 +658,9 @@ impl BlossomClient {
         now: Time,
     ) -> Error {
         match reason {
-            RejectReason::PoolFull(_) => Error::PoolFull { region: self.shared.regions[0].name.clone() },
+            RejectReason::PoolFull { endpoint, .. } => {
+                Error::PoolFull { region: self.shared.regions[endpoint].name.clone() }
+            }
             RejectReason::NoEndpoint if !failures.is_empty() => final_error(&self.shared.regions, failures),
             RejectReason::NoEndpoint => {
                 let regions = &self.shared.regions;

@@ -138,7 +138,12 @@ pub enum RejectReason {
     /// No endpoint can take it before its deadline (open, ejected, paused or already failed).
     NoEndpoint,
     /// The pool of the chosen endpoint is full.
-    PoolFull(Reject),
+    PoolFull {
+        /// The endpoint whose pool refused.
+        endpoint: usize,
+        /// Why.
+        reject: Reject,
+    },
 }
 
 /// How an attempt ended, as the driver classified it.
@@ -382,8 +387,10 @@ impl Core {
             }
             Pick::NoneReady { .. } => return Decision::Reject(RejectReason::NoEndpoint),
         };
-        if let Acquire::WaitUntil(until) = self.limiter.try_acquire(now) {
-            return Decision::WaitUntil { until, reason: WaitReason::RateLimited };
+        // Ask the limiter without spending a permit: it is taken only once the pool has said yes.
+        let earliest = self.limiter.earliest(now);
+        if earliest > now {
+            return Decision::WaitUntil { until: earliest, reason: WaitReason::RateLimited };
         }
         let before = self.journal.is_some().then(|| self.snapshot(now, request, endpoint));
         let Admission::Admitted(permit) = self.breakers[endpoint].try_acquire(now) else {
@@ -393,8 +400,10 @@ impl Core {
         let checkout = self.pool.checkout(now, endpoint, request.deadline.min(now + self.config.pool_timeout));
         if let Checkout::Reject(reject) = checkout {
             self.breakers[endpoint].on_cancel(permit);
-            return Decision::Reject(RejectReason::PoolFull(reject));
+            return Decision::Reject(RejectReason::PoolFull { endpoint, reject });
         }
+        let granted = self.limiter.try_acquire(now);
+        debug_assert!(matches!(granted, Acquire::Granted), "earliest() said now, at the same time");
         if let (Some(mut entry), Some(journal)) = (before, &mut self.journal) {
             if let JournalEntry::Admitted { probe, .. } = &mut entry {
                 *probe = permit.is_probe();

@@ -233,7 +233,7 @@ impl Model {
             Decision::Reject(reason) => {
                 if any_ready {
                     prop_assert!(
-                        matches!(reason, RejectReason::PoolFull(_)),
+                        matches!(reason, RejectReason::PoolFull { .. }),
                         "an endpoint was ready, yet {reason:?}: {before:?}"
                     );
                 }
