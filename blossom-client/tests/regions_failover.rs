@@ -134,7 +134,8 @@ async fn requests_keep_flowing_while_a_region_goes_down_under_concurrent_load() 
             Ok::<_, Error>(())
         }));
     }
-    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Fail b once traffic is flowing to it, not after a guessed delay.
+    common::until("traffic reaches b", || b.stats().generations > 0).await;
     b.set_behavior(Behavior::Status(502));
     for task in tasks {
         common::within(GUARD, task).await.unwrap().expect("no call is lost when a region starts failing");

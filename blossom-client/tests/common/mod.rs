@@ -186,20 +186,7 @@ impl RawServer {
                 tokio::spawn(async move {
                     let mut buffer = Vec::new();
                     for n in 0.. {
-                        // Read one request head (the tests send bodiless GETs).
-                        let path = loop {
-                            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                                let head: Vec<u8> = buffer.drain(..end + 4).collect();
-                                let line =
-                                    String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
-                                break line.split(' ').nth(1).unwrap_or_default().to_string();
-                            }
-                            let mut chunk = [0u8; 4096];
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-                            }
-                        };
+                        let Some(path) = read_request_path(&mut stream, &mut buffer).await else { return };
                         counters.requests.fetch_add(1, Ordering::SeqCst);
                         match act(n, &path) {
                             Act::Send(bytes) => {
@@ -289,19 +276,7 @@ impl Gate {
                 tokio::spawn(async move {
                     let mut buffer = Vec::new();
                     loop {
-                        let path = loop {
-                            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                                let head: Vec<u8> = buffer.drain(..end + 4).collect();
-                                let line =
-                                    String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
-                                break line.split(' ').nth(1).unwrap_or_default().to_string();
-                            }
-                            let mut chunk = [0u8; 4096];
-                            match stream.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(read) => buffer.extend_from_slice(&chunk[..read]),
-                            }
-                        };
+                        let Some(path) = read_request_path(&mut stream, &mut buffer).await else { return };
                         if path.contains("hold") {
                             let mut open = gate.open.subscribe();
                             gate.held.fetch_add(1, Ordering::SeqCst);
@@ -337,5 +312,22 @@ impl Gate {
     /// Holds the next `hold` requests again.
     pub fn close(&self) {
         self.open.send_replace(false);
+    }
+}
+
+/// Reads one request head from `stream` (the tests send bodiless GETs) and returns its path;
+/// `None` when the peer closed. Bytes past the head stay in `buffer` for the next request.
+async fn read_request_path(stream: &mut tokio::net::TcpStream, buffer: &mut Vec<u8>) -> Option<String> {
+    loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head: Vec<u8> = buffer.drain(..end + 4).collect();
+            let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
+            return Some(line.split(' ').nth(1).unwrap_or_default().to_string());
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => buffer.extend_from_slice(&chunk[..read]),
+        }
     }
 }
