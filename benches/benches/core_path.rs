@@ -1,20 +1,19 @@
-//! The per-request cost of pool-core: the whole path with every component on and off, and each
-//! component alone. A fake clock moves a few microseconds per iteration, as a busy client's would.
+//! The per-request cost of pool-core: the whole path (begin, finish, release, events) with
+//! every component on and with every component off. A fake clock moves a few microseconds per
+//! iteration, as a busy client's would. The components alone have their own files (`breaker`,
+//! `limiter`, `router`, `pool`).
 //!
 //! Run with `cargo bench -p benches --bench core_path`.
 
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use benches::STEP;
+use criterion::{Criterion, criterion_group, criterion_main};
 use pool_core::{
-    Admission, AimdConfig, Availability, Breaker, BreakerConfig, BreakerMode, BreakerOutcome, Checkout, ConnId, Core,
-    Decision, EndpointSpec, HealthConfig, LimiterConfig, Outcome, Pick, PolicyKind, Pool, PoolConfig, Protocol,
-    RateLimiter, Request, Router, RouterConfig, SessionConfig, SizerConfig, Strategy, Time,
+    AimdConfig, BreakerConfig, BreakerMode, Checkout, ConnId, Core, Decision, EndpointSpec, HealthConfig, Outcome,
+    PolicyKind, Protocol, Request, RouterConfig, SessionConfig, SizerConfig, Strategy, Time,
 };
-
-/// Fake time per half request (begin at `t`, finish at `t + STEP`, next begin at `t + 2 STEP`).
-const STEP: Duration = Duration::from_micros(5);
 
 /// Breaker, a high rate limit, passive and active health, AIMD sizing, least-loaded routing.
 fn all_on() -> SessionConfig {
@@ -87,81 +86,5 @@ fn bench_core(c: &mut Criterion) {
     group.finish();
 }
 
-fn bench_breaker(c: &mut Criterion) {
-    let mut breaker = Breaker::new(BreakerConfig::default(), 7).expect("valid config");
-    let mut now = Time::ZERO;
-    c.bench_function("breaker/admit_record", |b| {
-        b.iter(|| {
-            let Admission::Admitted(permit) = breaker.try_acquire(now) else { panic!("a closed breaker admits") };
-            now = now + STEP;
-            breaker.on_outcome(now, permit, black_box(BreakerOutcome::Success), STEP);
-        })
-    });
-}
-
-fn bench_limiter(c: &mut Criterion) {
-    let config = LimiterConfig { rate_per_minute: Some(10_000_000), burst: 1_000 };
-    let mut limiter = RateLimiter::new(config).expect("valid config");
-    let mut now = Time::ZERO;
-    c.bench_function("limiter/try_acquire", |b| {
-        b.iter(|| {
-            // 10 us per permit against a 6 us interval: always granted, the steady state.
-            now = now + 2 * STEP;
-            black_box(limiter.try_acquire(black_box(now)))
-        })
-    });
-}
-
-fn bench_router(c: &mut Criterion) {
-    let mut group = c.benchmark_group("router");
-    for (name, strategy) in [("pick_least_loaded", Strategy::LeastLoaded), ("pick_round_robin", Strategy::RoundRobin)] {
-        for n in [3usize, 8, 32] {
-            let specs = vec![EndpointSpec::default(); n];
-            let mut router = Router::new(RouterConfig { strategy, ..RouterConfig::default() }, &specs, 1).unwrap();
-            let mut now = Time::ZERO;
-            // Some load and RTT history, so least-loaded compares real costs.
-            for i in 0..n {
-                router.on_start(i);
-                router.on_finish(now, i, Some(Duration::from_millis(10 + i as u64)));
-            }
-            for i in (0..n).step_by(2) {
-                router.on_start(i);
-            }
-            group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
-                b.iter(|| {
-                    now = now + STEP;
-                    let pick = router.pick(now, |_| Availability::Ready);
-                    let Pick::Endpoint(e) = pick else { panic!("all ready") };
-                    black_box(e)
-                })
-            });
-        }
-    }
-    group.finish();
-}
-
-fn bench_pool(c: &mut Criterion) {
-    let mut pool = Pool::new(PoolConfig::default(), 3).expect("valid config");
-    let mut now = Time::ZERO;
-    c.bench_function("pool/checkout_release", |b| {
-        b.iter(|| {
-            let checkout = pool.checkout(now, 0, now + Duration::from_secs(5));
-            let id = match checkout {
-                Checkout::Reuse(id) => id,
-                Checkout::Connect(id) => {
-                    pool.on_connected(now, id, Protocol::Http1);
-                    id
-                }
-                other => panic!("one request at a time never waits: {other:?}"),
-            };
-            now = now + STEP;
-            pool.release(now, black_box(id), true);
-            while let Some(close) = pool.poll_close() {
-                black_box(close);
-            }
-        })
-    });
-}
-
-criterion_group!(benches, bench_core, bench_breaker, bench_limiter, bench_router, bench_pool);
+criterion_group!(benches, bench_core);
 criterion_main!(benches);

@@ -16,13 +16,12 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     crate::cargo(&["bench", "-p", "benches", "--no-run"], &[])?;
     let started = std::time::Instant::now();
     if criterion {
-        for bench in ["core_path", "client_path"] {
-            let mut cargo_args = vec!["bench", "-p", "benches", "--bench", bench, "--"];
-            if quick {
-                cargo_args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
-            }
-            crate::cargo(&cargo_args, &[])?;
+        // One file per area (core_path, breaker, limiter, router, pool, client_path), all in one go.
+        let mut cargo_args = vec!["bench", "-p", "benches", "--benches", "--"];
+        if quick {
+            cargo_args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
         }
+        crate::cargo(&cargo_args, &[])?;
     }
     let json = target_dir().join("bench").join("loopback.json");
     let json = json.to_str().ok_or("the target path is not UTF-8")?.to_string();

@@ -16,10 +16,12 @@
 //!
 //! ```text
 //! cargo run --profile bench -p benches --bin compare -- [--quick] [--json PATH] [--only CLIENT[,CLIENT...]]
-//!     [--blossom-keep-idle]
+//!     [--blossom-keep-idle] [--point PROTO:CONCURRENCY] [--rounds N] [--requests N]
 //! ```
 //!
-//! `--only` runs the clients named (one for profiling, or a comma-separated list);
+//! `--only` runs the clients named (one for profiling, or a comma-separated list); `--point`
+//! only the point named (`http1:16`, `h2c:128`); `--rounds` and `--requests` override the plan
+//! (under a profiler, a fixed count of requests makes two clients' totals comparable);
 //! `--blossom-keep-idle` also sets blossom's `sync_pool_connections` to the concurrency (by default
 //! blossom keeps at most 10 idle).
 //!
@@ -430,11 +432,35 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let json_path = value("--json");
     let only = value("--only");
-    let options = Options {
-        plan: if quick { Plan::quick() } else { Plan::full() },
-        blossom_keep_idle: args.iter().any(|a| a == "--blossom-keep-idle"),
+    let mut plan = if quick { Plan::quick() } else { Plan::full() };
+    let number = |flag: &str| {
+        value(flag).map(|v| {
+            v.parse::<usize>().unwrap_or_else(|_| {
+                eprintln!("compare: {flag} takes a number, got `{v}`");
+                std::process::exit(2)
+            })
+        })
     };
+    if let Some(rounds) = number("--rounds") {
+        plan.rounds = rounds.max(1);
+    }
+    if let Some(requests) = number("--requests") {
+        plan.requests = requests.max(1);
+        plan.warmup_min = plan.warmup_min.min(requests);
+        // A profiler slows everything down: no run is cut short when the count is fixed.
+        plan.run_limit = Duration::from_secs(3600);
+    }
+    let point_filter = value("--point");
+    let options = Options { plan, blossom_keep_idle: args.iter().any(|a| a == "--blossom-keep-idle") };
     let plan = options.plan;
+    let points: Vec<bool> = POINTS
+        .iter()
+        .map(|p| point_filter.as_deref().is_none_or(|f| f == format!("{}:{}", p.proto.name(), p.concurrency)))
+        .collect();
+    if !points.contains(&true) {
+        eprintln!("compare: --point takes http1:1, http1:16, http1:128 or h2c:128");
+        std::process::exit(2);
+    }
     let kinds: Vec<Kind> =
         KINDS.iter().copied().filter(|k| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == k.name()))).collect();
     if kinds.is_empty() {
@@ -452,6 +478,9 @@ fn main() {
         let mut runs: Vec<Vec<Vec<Run>>> = vec![vec![Vec::new(); KINDS.len()]; POINTS.len()];
         for round in 0..plan.rounds {
             for (p, point) in POINTS.iter().enumerate() {
+                if !points[p] {
+                    continue;
+                }
                 for k in 0..KINDS.len() {
                     let k = (k + round + p) % KINDS.len();
                     if !kinds.contains(&KINDS[k]) || !KINDS[k].runs_at(*point) {
