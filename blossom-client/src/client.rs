@@ -1,6 +1,9 @@
 //! `BlossomClient`: one pool shared by every clone, and the life of a call through it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -491,7 +494,13 @@ impl BlossomClient {
         let call = Deadline { at: shared.instant(deadline), total: session.timeout };
         let admitted = completion_started(&completion);
         let pool_deadline = deadline.min(admitted + session.pool_timeout);
-        let lease = match shared.acquire(endpoint, step, pool_deadline, Some(call)).await {
+        // A connection taken at `begin` is used at once; waiting or connecting is the slow path,
+        // boxed so its large future does not weigh on every request's.
+        let acquired = match step {
+            Step::Ready(conn, sender) => Ok(Lease { conn, sender, reused: true, waited: Duration::ZERO }),
+            step => Box::pin(shared.acquire(endpoint, step, pool_deadline, Some(call))).await,
+        };
+        let lease = match acquired {
             Ok(lease) => lease,
             Err(error) => {
                 let (outcome, next) = match &error {
@@ -830,23 +839,39 @@ pub(crate) async fn read_body(
     deadline: Option<Deadline>,
 ) -> Result<Bytes, BodyFailure> {
     use http_body::Body as _;
-    let mut buffer = BytesMut::new();
+    // A small body comes in one frame: kept as it is, without a copy. More frames are gathered.
+    let mut first: Option<Bytes> = None;
+    let mut rest = BytesMut::new();
+    let mut read = 0u64;
+    let done =
+        |first: Option<Bytes>, rest: BytesMut| if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
     loop {
         if body.is_end_stream() {
             // The last frame said so: no need for another timed poll.
-            return Ok(buffer.freeze());
+            return Ok(done(first, rest));
         }
         let frame = match bounded(deadline, read_timeout, TimeoutPhase::Read, body.frame()).await {
             Err(timeout) => return Err(BodyFailure::Timeout(timeout)),
-            Ok(None) => return Ok(buffer.freeze()),
+            Ok(None) => return Ok(done(first, rest)),
             Ok(Some(Err(e))) => return Err(BodyFailure::Broken(Box::new(e))),
             Ok(Some(Ok(frame))) => frame,
         };
-        if let Ok(data) = frame.into_data() {
-            if buffer.len() as u64 + data.len() as u64 > limit {
-                return Err(BodyFailure::TooLarge);
+        let Ok(data) = frame.into_data() else { continue };
+        read += data.len() as u64;
+        if read > limit {
+            return Err(BodyFailure::TooLarge);
+        }
+        if data.is_empty() {
+            continue;
+        }
+        match first.take() {
+            None if rest.is_empty() => first = Some(data),
+            earlier => {
+                if let Some(earlier) = earlier {
+                    rest.extend_from_slice(&earlier);
+                }
+                rest.extend_from_slice(&data);
             }
-            buffer.extend_from_slice(&data);
         }
     }
 }
@@ -858,20 +883,67 @@ pub(crate) struct Deadline {
     pub(crate) total: Duration,
 }
 
-/// Waits for `fut` at most `limit` (its phase's own timeout) and never past the call's deadline:
-/// one timer per wait, and the error names whichever bound ran out.
-pub(crate) async fn bounded<F: std::future::Future>(
+/// Waits for `fut` at most `limit` (its phase's own timeout) and never past the call's deadline;
+/// the error names whichever bound ran out. The timer is set only when `fut` is not ready at
+/// once, so a wait that never happens costs no timer and no clock read.
+pub(crate) fn bounded<F: Future>(
     deadline: Option<Deadline>,
     limit: Duration,
     phase: TimeoutPhase,
     fut: F,
-) -> Result<F::Output, Error> {
-    let phase_end = tokio::time::Instant::now() + limit;
-    let (end, error) = match deadline {
-        Some(d) if d.at <= phase_end => (d.at, Error::Timeout { phase: TimeoutPhase::Total, limit: d.total }),
-        _ => (phase_end, Error::Timeout { phase, limit }),
-    };
-    tokio::time::timeout_at(end, fut).await.map_err(|_| error)
+) -> Bounded<F> {
+    Bounded { fut, sleep: None, deadline, limit, phase, bound: Bound::Phase }
+}
+
+/// Which bound a [`Bounded`] timer stands for.
+#[derive(Debug, Clone, Copy)]
+enum Bound {
+    Phase,
+    Call,
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`bounded`] returns.
+    pub(crate) struct Bounded<F> {
+        #[pin]
+        fut: F,
+        #[pin]
+        sleep: Option<tokio::time::Sleep>,
+        deadline: Option<Deadline>,
+        limit: Duration,
+        phase: TimeoutPhase,
+        bound: Bound,
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(output) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        if this.sleep.is_none() {
+            let phase_end = tokio::time::Instant::now() + *this.limit;
+            let end = match this.deadline {
+                Some(d) if d.at <= phase_end => {
+                    *this.bound = Bound::Call;
+                    d.at
+                }
+                _ => phase_end,
+            };
+            this.sleep.set(Some(tokio::time::sleep_until(end)));
+        }
+        let sleep = this.sleep.as_pin_mut().expect("set above");
+        if sleep.poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        Poll::Ready(Err(match (*this.bound, this.deadline) {
+            (Bound::Call, Some(d)) => Error::Timeout { phase: TimeoutPhase::Total, limit: d.total },
+            _ => Error::Timeout { phase: *this.phase, limit: *this.limit },
+        }))
+    }
 }
 
 #[cfg(test)]

@@ -274,23 +274,25 @@ impl Shared {
         uri.push_str(origin);
         uri.push_str(&region.prefix);
         uri.push_str(path);
-        let mut builder = http::Request::builder()
-            .method(spec.method.clone())
-            .uri(uri)
-            .header(header::ACCEPT, HeaderValue::from_static(spec.accept))
-            .header(header::USER_AGENT, self.user_agent.clone());
+        // Built in place rather than through `http::request::Builder`, which moves the whole
+        // request on every call: this is the hot path.
+        let mut request = http::Request::new(Full::new(spec.body.clone().unwrap_or_default()));
+        *request.method_mut() = spec.method.clone();
+        *request.uri_mut() = http::Uri::try_from(uri).expect("a valid uri: region and path were checked");
+        let headers = request.headers_mut();
+        headers.reserve(5);
+        headers.insert(header::ACCEPT, HeaderValue::from_static(spec.accept));
+        headers.insert(header::USER_AGENT, self.user_agent.clone());
         if !h2 {
-            builder = builder.header(header::HOST, region.host_header.clone());
+            headers.insert(header::HOST, region.host_header.clone());
         }
         if let Some(content_type) = spec.content_type {
-            builder = builder.header(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         }
         if let Some(value) = &self.authorization {
-            builder = builder.header(header::AUTHORIZATION, value.clone());
+            headers.insert(header::AUTHORIZATION, value.clone());
         }
-        builder
-            .body(Full::new(spec.body.clone().unwrap_or_default()))
-            .expect("a valid request: uri and headers were checked")
+        request
     }
 
     /// Turns a checkout into a step the request can await; registers a waiter's channel.
@@ -349,8 +351,8 @@ impl Shared {
                     self.settle(&mut inner);
                 }
                 Grant::Connect(id) => {
-                    let sender = self
-                        .connect(endpoint, id, false, deadline)
+                    // Boxed: the connect future (TCP, TLS, handshake) is large and rarely live.
+                    let sender = Box::pin(self.connect(endpoint, id, false, deadline))
                         .await?
                         .expect("a request's connection is lent to it");
                     return Ok(Lease { conn: id, sender, reused: false, waited });

@@ -292,29 +292,36 @@ impl Handle {
         }
     }
 
-    /// One request, body read in full; returns the body's length.
-    async fn request(&mut self, uri: &http::Uri, url: &str, authority: &http::HeaderValue) -> usize {
+    /// One request, body read in full; returns the body's length. Every client puts the same
+    /// request on the wire (blossom's headers: `accept` and `user-agent`, and `host` over
+    /// HTTP/1.1), so the server's work per request is the same for all.
+    async fn request(&mut self, wire: &Wire) -> usize {
         match self {
             Handle::RawH1(_, sender, _) => {
                 sender.ready().await.expect("raw h1 ready");
-                let request = http::Request::get(uri.path())
-                    .header(http::header::HOST, authority)
-                    .body(Empty::new())
-                    .expect("request");
+                let request = wire.request(wire.uri.path(), true);
                 let response = sender.send_request(request).await.expect("raw h1 response");
                 response.into_body().collect().await.expect("raw h1 body").to_bytes().len()
             }
             Handle::RawH2(sender) => {
-                let request = http::Request::get(uri.clone()).body(Empty::new()).expect("request");
+                let request = wire.request(wire.uri.clone(), false);
                 let response = sender.send_request(request).await.expect("raw h2 response");
                 response.into_body().collect().await.expect("raw h2 body").to_bytes().len()
             }
             Handle::HyperUtil(client) => {
-                let response = client.get(uri.clone()).await.expect("hyper-util response");
+                // hyper-util adds `host` itself over HTTP/1.1.
+                let response =
+                    client.request(wire.request(wire.uri.clone(), false)).await.expect("hyper-util response");
                 response.into_body().collect().await.expect("hyper-util body").to_bytes().len()
             }
             Handle::Reqwest(client) => {
-                let response = client.get(url).send().await.expect("reqwest response");
+                let response = client
+                    .get(&wire.url)
+                    .header(http::header::ACCEPT, wire.accept.clone())
+                    .header(http::header::USER_AGENT, wire.user_agent.clone())
+                    .send()
+                    .await
+                    .expect("reqwest response");
                 response.bytes().await.expect("reqwest body").len()
             }
             Handle::Blossom(client) => client.text().generate(PROMPT).await.expect("blossom response").len(),
@@ -329,6 +336,44 @@ impl Handle {
     }
 }
 
+/// The request every client sends, in the forms the clients take it.
+#[derive(Clone)]
+struct Wire {
+    uri: http::Uri,
+    url: String,
+    authority: http::HeaderValue,
+    accept: http::HeaderValue,
+    user_agent: http::HeaderValue,
+}
+
+impl Wire {
+    fn new(addr: SocketAddr) -> Wire {
+        let uri: http::Uri = format!("http://{addr}/text/{PROMPT}").parse().expect("uri");
+        Wire {
+            url: uri.to_string(),
+            uri,
+            authority: http::HeaderValue::from_str(&addr.to_string()).expect("authority"),
+            accept: http::HeaderValue::from_static("text/plain"),
+            user_agent: http::HeaderValue::from_str(&blossom_client::ClientConfig::default().user_agent)
+                .expect("blossom's user agent"),
+        }
+    }
+
+    fn request<U>(&self, uri: U, host: bool) -> http::Request<Empty<Bytes>>
+    where
+        http::Uri: TryFrom<U>,
+        <http::Uri as TryFrom<U>>::Error: Into<http::Error>,
+    {
+        let mut builder = http::Request::get(uri)
+            .header(http::header::ACCEPT, self.accept.clone())
+            .header(http::header::USER_AGENT, self.user_agent.clone());
+        if host {
+            builder = builder.header(http::header::HOST, self.authority.clone());
+        }
+        builder.body(Empty::new()).expect("request")
+    }
+}
+
 /// `total` requests over `concurrency` tasks; latencies in nanoseconds when `record`.
 async fn phase(
     client: &Client,
@@ -339,9 +384,7 @@ async fn phase(
     limit: Duration,
 ) -> (Vec<u64>, Duration) {
     let next = Arc::new(AtomicUsize::new(0));
-    let uri: http::Uri = format!("http://{addr}/text/{PROMPT}").parse().expect("uri");
-    let url = uri.to_string();
-    let authority = http::HeaderValue::from_str(&addr.to_string()).expect("authority");
+    let wire = Wire::new(addr);
     let deadline = Instant::now() + limit;
     let mut handles = Vec::with_capacity(point.concurrency);
     for task in 0..point.concurrency {
@@ -352,12 +395,12 @@ async fn phase(
         .into_iter()
         .map(|mut handle| {
             let next = next.clone();
-            let (uri, url, authority) = (uri.clone(), url.clone(), authority.clone());
+            let wire = wire.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::with_capacity(if record { total / point.concurrency + 16 } else { 0 });
                 while next.fetch_add(1, Ordering::Relaxed) < total && Instant::now() < deadline {
                     let sent = Instant::now();
-                    let len = handle.request(&uri, &url, &authority).await;
+                    let len = handle.request(&wire).await;
                     debug_assert_eq!(len, "echo: ".len() + PROMPT.len());
                     if record {
                         latencies.push(sent.elapsed().as_nanos() as u64);
