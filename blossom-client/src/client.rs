@@ -171,9 +171,10 @@ impl Completion {
         &mut self.lease.as_mut().expect("lease held until complete").sender
     }
 
-    /// Ends the attempt with `outcome`; a streamed call counts as succeeded.
-    pub(crate) fn complete(self, outcome: Outcome, reusable: bool) {
-        self.finish(outcome, reusable, Ok(()));
+    /// Ends the attempt with `outcome`; a streamed call counts as succeeded. Returns the time
+    /// read for it.
+    pub(crate) fn complete(self, outcome: Outcome, reusable: bool) -> Time {
+        self.finish(outcome, reusable, Ok(()))
     }
 
     /// Ends a streamed attempt that broke off with `error`; the connection is closed.
@@ -181,7 +182,7 @@ impl Completion {
         self.finish(outcome, false, Err(error));
     }
 
-    fn finish(mut self, outcome: Outcome, reusable: bool, result: Result<(), &Error>) {
+    fn finish(mut self, outcome: Outcome, reusable: bool, result: Result<(), &Error>) -> Time {
         let mut inner = self.shared.lock();
         let now = self.shared.now();
         if let Some(started) = self.call_started.take() {
@@ -194,6 +195,7 @@ impl Completion {
             self.shared.release(&mut inner, lease, reusable && self.keep_alive, now);
         }
         self.shared.settle(&mut inner);
+        now
     }
 
     /// Notes the response head: a server that announces `Connection: close` gets no more
@@ -271,7 +273,8 @@ pub(crate) enum Mode<'a, T> {
 }
 
 pub(crate) enum Answer<T> {
-    Full(T),
+    /// The value, and when the attempt that gave it finished.
+    Full(T, Time),
     Stream(Streaming),
 }
 
@@ -350,7 +353,7 @@ impl BlossomClient {
     /// parses it with `parse` (inside the attempt, so a bad body can be retried).
     pub(crate) async fn execute<T>(&self, spec: &RequestSpec, parse: Parse<'_, T>) -> Result<T, Error> {
         match self.call(spec, Mode::Full(parse)).await? {
-            Answer::Full(value) => Ok(value),
+            Answer::Full(value, _) => Ok(value),
             Answer::Stream(_) => unreachable!("full mode reads the body"),
         }
     }
@@ -360,39 +363,47 @@ impl BlossomClient {
     pub(crate) async fn execute_streaming(&self, spec: &RequestSpec) -> Result<Streaming, Error> {
         match self.call::<()>(spec, Mode::Stream).await? {
             Answer::Stream(streaming) => Ok(streaming),
-            Answer::Full(_) => unreachable!("stream mode hands the body over"),
+            Answer::Full(..) => unreachable!("stream mode hands the body over"),
         }
     }
 
     async fn call<T>(&self, spec: &RequestSpec, mode: Mode<'_, T>) -> Result<Answer<T>, Error> {
         let shared = &self.shared;
         let started = shared.now();
-        let limit = shared.config.session.timeout;
-        // Every wait inside is bounded by this deadline too (see `bounded`): no outer timer.
-        let mut result = self.run(spec, &mode, started + limit).await;
-        let took = shared.now().saturating_since(started);
-        match &mut result {
+        // Every wait inside is bounded by the call's deadline too (see `bounded`): no outer timer.
+        let mut result = self.run(spec, &mode, started).await;
+        let took = match &mut result {
             // A stream is counted when it ends, as what it ends with.
-            Ok(Answer::Stream(streaming)) => streaming.done.call_started = Some(started),
-            // Counted by the completion, under the lock it takes anyway.
-            Ok(Answer::Full(_)) => {}
-            Err(error) => shared.lock().recorder.finished(took, Err(error)),
-        }
+            Ok(Answer::Stream(streaming)) => {
+                streaming.done.call_started = Some(started);
+                shared.now().saturating_since(started)
+            }
+            // Counted by the completion, under the lock it takes anyway, at the time it read.
+            Ok(Answer::Full(_, finished)) => finished.saturating_since(started),
+            Err(error) => {
+                let took = shared.now().saturating_since(started);
+                shared.lock().recorder.finished(took, Err(error));
+                took
+            }
+        };
         if took >= shared.config.session.slow_request_threshold {
             tracing::warn!(path = %path_only(&spec.path_and_query), took_ms = took.as_millis() as u64, "slow request");
         }
         result
     }
 
-    async fn run<T>(&self, spec: &RequestSpec, mode: &Mode<'_, T>, deadline: Time) -> Result<Answer<T>, Error> {
+    async fn run<T>(&self, spec: &RequestSpec, mode: &Mode<'_, T>, started: Time) -> Result<Answer<T>, Error> {
         let shared = &self.shared;
+        let deadline = started + shared.config.session.timeout;
+        // The first attempt begins at the time the call read; later ones read the clock again.
+        let mut clock = Some(started);
         let endpoints = shared.regions.len();
         let mut request = Request::new(deadline);
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut stale_retried = false;
         let mut counted = false;
         loop {
-            let now = shared.now();
+            let now = clock.take().unwrap_or_else(|| shared.now());
             let begun = {
                 let mut inner = shared.lock();
                 if !counted {
@@ -519,9 +530,10 @@ impl BlossomClient {
         let is_h2 = lease.sender.is_h2();
         let queued_or_connected = !reused || !lease.waited.is_zero();
         completion.lease = Some(lease);
+        let mut sent_at = completion.ticket.map_or(admitted, |t| t.sent());
         if queued_or_connected {
             // Round trips are learnt from when the request went out, not from admission.
-            let sent_at = shared.now();
+            sent_at = shared.now();
             if let Some(ticket) = completion.ticket.as_mut() {
                 ticket.mark_sent(sent_at);
             }
@@ -533,7 +545,10 @@ impl BlossomClient {
         let response = loop {
             let request = shared.build_request(region, spec, &path, is_h2);
             let sender = &mut completion.lease.as_mut().expect("lease held").sender;
-            let response = match bounded(Some(call), read_timeout, TimeoutPhase::Read, sender.send(request)).await {
+            // The read timeout runs from when the request went out (no clock read of its own).
+            let send = bounded(Some(call), read_timeout, TimeoutPhase::Read, sender.send(request))
+                .starting_at(shared.instant(sent_at));
+            let response = match send.await {
                 Err(error) => {
                     let (outcome, next) = timeout_outcome(&error);
                     complete_failed(&mut completion, outcome, false);
@@ -585,7 +600,8 @@ impl BlossomClient {
             }
         }
         let limit = session.max_response_bytes;
-        if let Some(length) = content_length(&parts.headers) {
+        // hyper knows a declared length (it checked `Content-Length`): no header lookup.
+        if let Some(length) = http_body::Body::size_hint(&body).upper() {
             if length > limit {
                 complete_failed(&mut completion, Some(Outcome::Ignored), false);
                 return Err(Failed::new(
@@ -627,8 +643,8 @@ impl BlossomClient {
             return match parsed {
                 Ok(value) => {
                     completion.call_started = Some(deadline - session.timeout);
-                    completion.complete(Outcome::Success, true);
-                    Ok(Answer::Full(value))
+                    let finished = completion.complete(Outcome::Success, true);
+                    Ok(Answer::Full(value, finished))
                 }
                 Err(error) => {
                     // A 2xx the API cannot use (empty, invalid): the endpoint failed this attempt.
@@ -807,10 +823,6 @@ fn announces_close(headers: &HeaderMap) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.trim().parse().ok()
-}
-
 /// A redirect target inside the same region, as a path and query.
 fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
     if location.starts_with('/') && !location.starts_with("//") {
@@ -892,7 +904,7 @@ pub(crate) fn bounded<F: Future>(
     phase: TimeoutPhase,
     fut: F,
 ) -> Bounded<F> {
-    Bounded { fut, sleep: None, deadline, limit, phase, bound: Bound::Phase }
+    Bounded { fut, sleep: None, start: None, deadline, limit, phase, bound: Bound::Phase }
 }
 
 /// Which bound a [`Bounded`] timer stands for.
@@ -909,10 +921,20 @@ pin_project_lite::pin_project! {
         fut: F,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
+        // When the phase began, if the caller knows (else: when the first wait began).
+        start: Option<tokio::time::Instant>,
         deadline: Option<Deadline>,
         limit: Duration,
         phase: TimeoutPhase,
         bound: Bound,
+    }
+}
+
+impl<F> Bounded<F> {
+    /// The phase began at `start` (a time the caller read already): saves a clock read.
+    pub(crate) fn starting_at(mut self, start: tokio::time::Instant) -> Self {
+        self.start = Some(start);
+        self
     }
 }
 
@@ -925,7 +947,7 @@ impl<F: Future> Future for Bounded<F> {
             return Poll::Ready(Ok(output));
         }
         if this.sleep.is_none() {
-            let phase_end = tokio::time::Instant::now() + *this.limit;
+            let phase_end = this.start.unwrap_or_else(tokio::time::Instant::now) + *this.limit;
             let end = match this.deadline {
                 Some(d) if d.at <= phase_end => {
                     *this.bound = Bound::Call;

@@ -99,6 +99,11 @@ impl Ticket {
     pub fn mark_sent(&mut self, now: Time) {
         self.sent = now;
     }
+
+    /// When the request went out: admission, or what [`Ticket::mark_sent`] said.
+    pub fn sent(&self) -> Time {
+        self.sent
+    }
 }
 
 /// The answer to [`Core::begin`].

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::{Query, RequestSpec, check_model, check_range_f32, prompt_segment};
+use super::{Query, RequestSpec, check_model, check_range_f32};
 use crate::error::{Error, clean};
 
 /// Smallest and largest accepted width and height, in pixels.
@@ -97,7 +97,7 @@ fn image_path(prompt: &str, o: &ImageOptions) -> Result<String, Error> {
         }
     }
     check_range_f32("guidance_scale", o.guidance_scale, 0.0, 30.0)?;
-    let mut q = Query::new(format!("/image/{}", prompt_segment(prompt)?));
+    let mut q = Query::with_prompt("/image/", prompt)?;
     q.push("width", o.width)
         .push("height", o.height)
         .push_opt("seed", o.seed)

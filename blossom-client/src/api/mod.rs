@@ -101,19 +101,17 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(
 ///
 /// An empty prompt gives an empty string; the request builders refuse blank prompts.
 pub fn encode_segment(prompt: &str) -> String {
-    match prompt {
-        "." => "%2E".to_owned(),
-        ".." => "%2E%2E".to_owned(),
-        _ => utf8_percent_encode(prompt, COMPONENT).to_string(),
-    }
+    let mut out = String::with_capacity(prompt.len());
+    push_segment(&mut out, prompt);
+    out
 }
 
-/// The encoded prompt segment, or an error if the prompt is blank.
-fn prompt_segment(prompt: &str) -> Result<String, Error> {
-    if prompt.trim().is_empty() {
-        return Err(Error::invalid_input("prompt is empty; give a prompt with some text"));
+fn push_segment(out: &mut String, prompt: &str) {
+    match prompt {
+        "." => out.push_str("%2E"),
+        ".." => out.push_str("%2E%2E"),
+        _ => out.extend(utf8_percent_encode(prompt, COMPONENT)),
     }
-    Ok(encode_segment(prompt))
 }
 
 /// Appends `key=value` pairs to a path, encoding each value.
@@ -125,6 +123,17 @@ struct Query {
 impl Query {
     fn new(path: String) -> Self {
         Query { out: path, first: true }
+    }
+
+    /// `{base}{prompt as one encoded segment}`; refuses a blank prompt.
+    fn with_prompt(base: &str, prompt: &str) -> Result<Self, Error> {
+        if prompt.trim().is_empty() {
+            return Err(Error::invalid_input("prompt is empty; give a prompt with some text"));
+        }
+        let mut out = String::with_capacity(base.len() + prompt.len() + 16);
+        out.push_str(base);
+        push_segment(&mut out, prompt);
+        Ok(Query::new(out))
     }
 
     fn push(&mut self, key: &str, value: impl std::fmt::Display) -> &mut Self {
@@ -208,10 +217,10 @@ mod tests {
     fn blank_prompts_are_refused() {
         assert_eq!(encode_segment(""), "");
         for blank in ["", "   ", "\n\t"] {
-            let err = prompt_segment(blank).unwrap_err();
+            let err = Query::with_prompt("/text/", blank).err().expect("refused");
             assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
         }
-        assert_eq!(prompt_segment(" x ").unwrap(), "%20x%20");
+        assert_eq!(Query::with_prompt("/text/", " x ").ok().expect("accepted").finish(), "/text/%20x%20");
     }
 
     #[test]

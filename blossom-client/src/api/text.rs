@@ -1,6 +1,6 @@
 //! Simple text generation: `GET /text/{prompt}`, answered in `text/plain`.
 
-use super::{Query, RequestSpec, check_model, check_range_f32, prompt_segment};
+use super::{Query, RequestSpec, check_model, check_range_f32};
 use crate::error::Error;
 
 /// Options of a simple text request. `Default` sends only the prompt.
@@ -32,7 +32,7 @@ pub fn simple_text_request(prompt: &str, options: &TextOptions) -> Result<Reques
     if options.max_tokens == Some(0) {
         return Err(Error::invalid_input("`max_tokens` must be at least 1, got 0"));
     }
-    let mut q = Query::new(format!("/text/{}", prompt_segment(prompt)?));
+    let mut q = Query::with_prompt("/text/", prompt)?;
     q.push_opt("model", options.model.as_deref())
         .push_opt("seed", options.seed)
         .push_opt("system", options.system.as_deref())
