@@ -115,6 +115,7 @@ fn push_segment(out: &mut String, prompt: &str) {
 }
 
 /// Appends `key=value` pairs to a path, encoding each value.
+#[derive(Debug)]
 struct Query {
     out: String,
     first: bool,
@@ -217,10 +218,10 @@ mod tests {
     fn blank_prompts_are_refused() {
         assert_eq!(encode_segment(""), "");
         for blank in ["", "   ", "\n\t"] {
-            let err = Query::with_prompt("/text/", blank).err().expect("refused");
+            let err = Query::with_prompt("/text/", blank).unwrap_err();
             assert!(matches!(err, Error::InvalidInput { .. }), "{err}");
         }
-        assert_eq!(Query::with_prompt("/text/", " x ").ok().expect("accepted").finish(), "/text/%20x%20");
+        assert_eq!(Query::with_prompt("/text/", " x ").unwrap().finish(), "/text/%20x%20");
     }
 
     #[test]
