@@ -144,13 +144,32 @@ pub(crate) struct Reply {
 /// A streamed response: the body still to read, and what to give back when done.
 pub(crate) struct Streaming {
     pub(crate) body: Incoming,
-    pub(crate) done: Completion,
+    pub(crate) done: Completion<'static>,
+}
+
+/// The client's shared state as a completion holds it: borrowed while the call runs (no
+/// reference-count traffic between cores on the hot path), owned once a streamed body outlives
+/// the call.
+enum SharedRef<'a> {
+    Borrowed(&'a Arc<Shared>),
+    Owned(Arc<Shared>),
+}
+
+impl std::ops::Deref for SharedRef<'_> {
+    type Target = Arc<Shared>;
+
+    fn deref(&self) -> &Arc<Shared> {
+        match self {
+            SharedRef::Borrowed(shared) => shared,
+            SharedRef::Owned(shared) => shared,
+        }
+    }
 }
 
 /// Finishes a streamed attempt: outcome to core, connection to the pool. If dropped without
 /// `complete`, the attempt is abandoned and the connection closed.
-pub(crate) struct Completion {
-    shared: Arc<Shared>,
+pub(crate) struct Completion<'a> {
+    shared: SharedRef<'a>,
     ticket: Option<Ticket>,
     lease: Option<Lease>,
     /// False once the server said it closes the connection (`Connection: close`): it is then
@@ -160,10 +179,38 @@ pub(crate) struct Completion {
     pub(crate) call_started: Option<Time>,
 }
 
-impl Completion {
+impl<'a> Completion<'a> {
     /// Holds a connection outside any request (health checks).
-    pub(crate) fn lease_only(shared: Arc<Shared>, lease: Lease) -> Self {
-        Completion { shared, ticket: None, lease: Some(lease), keep_alive: true, call_started: None }
+    pub(crate) fn lease_only(shared: Arc<Shared>, lease: Lease) -> Completion<'static> {
+        Completion {
+            shared: SharedRef::Owned(shared),
+            ticket: None,
+            lease: Some(lease),
+            keep_alive: true,
+            call_started: None,
+        }
+    }
+
+    /// For an attempt of a call that borrows the client.
+    fn attempt(shared: &'a Arc<Shared>, ticket: Ticket) -> Self {
+        Completion {
+            shared: SharedRef::Borrowed(shared),
+            ticket: Some(ticket),
+            lease: None,
+            keep_alive: true,
+            call_started: None,
+        }
+    }
+
+    /// The same completion, free of the call's borrow (a streamed body outlives the call).
+    fn into_owned(mut self) -> Completion<'static> {
+        Completion {
+            shared: SharedRef::Owned(Arc::clone(&self.shared)),
+            ticket: self.ticket.take(),
+            lease: self.lease.take(),
+            keep_alive: self.keep_alive,
+            call_started: self.call_started.take(),
+        }
     }
 
     /// The connection's sender.
@@ -215,7 +262,7 @@ impl Completion {
     }
 }
 
-impl Drop for Completion {
+impl Drop for Completion<'_> {
     fn drop(&mut self) {
         if self.ticket.is_none() && self.lease.is_none() {
             return;
@@ -367,33 +414,12 @@ impl BlossomClient {
         }
     }
 
+    /// The whole call: attempts, retries and failover within the deadline, then the count and
+    /// the slow-request warning. One future level (no inner `run`), as the hot path wants.
     async fn call<T>(&self, spec: &RequestSpec, mode: Mode<'_, T>) -> Result<Answer<T>, Error> {
         let shared = &self.shared;
+        let mode = &mode;
         let started = shared.now();
-        // Every wait inside is bounded by the call's deadline too (see `bounded`): no outer timer.
-        let mut result = self.run(spec, &mode, started).await;
-        let took = match &mut result {
-            // A stream is counted when it ends, as what it ends with.
-            Ok(Answer::Stream(streaming)) => {
-                streaming.done.call_started = Some(started);
-                shared.now().saturating_since(started)
-            }
-            // Counted by the completion, under the lock it takes anyway, at the time it read.
-            Ok(Answer::Full(_, finished)) => finished.saturating_since(started),
-            Err(error) => {
-                let took = shared.now().saturating_since(started);
-                shared.lock().recorder.finished(took, Err(error));
-                took
-            }
-        };
-        if took >= shared.config.session.slow_request_threshold {
-            tracing::warn!(path = %path_only(&spec.path_and_query), took_ms = took.as_millis() as u64, "slow request");
-        }
-        result
-    }
-
-    async fn run<T>(&self, spec: &RequestSpec, mode: &Mode<'_, T>, started: Time) -> Result<Answer<T>, Error> {
-        let shared = &self.shared;
         let deadline = started + shared.config.session.timeout;
         // The first attempt begins at the time the call read; later ones read the clock again.
         let mut clock = Some(started);
@@ -402,7 +428,7 @@ impl BlossomClient {
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut stale_retried = false;
         let mut counted = false;
-        loop {
+        let mut result = 'run: loop {
             let now = clock.take().unwrap_or_else(|| shared.now());
             let begun = {
                 let mut inner = shared.lock();
@@ -423,10 +449,10 @@ impl BlossomClient {
             };
             let (ticket, step) = match begun {
                 Begun::Go(ticket, step) => (ticket, step),
-                Begun::Fail(error) => return Err(error),
+                Begun::Fail(error) => break 'run Err(error),
                 Begun::Wait(until, reason) => {
                     if until >= deadline {
-                        return Err(match reason {
+                        break 'run Err(match reason {
                             WaitReason::RateLimited => Error::RateLimited { retry_after: until.saturating_since(now) },
                             WaitReason::NoEndpointReady => self.rejected_at(std::mem::take(&mut failures), now, until),
                         });
@@ -437,15 +463,9 @@ impl BlossomClient {
             };
             let endpoint = ticket.endpoint();
             let attempt_number = request.attempt;
-            let completion = Completion {
-                shared: shared.clone(),
-                ticket: Some(ticket),
-                lease: None,
-                keep_alive: true,
-                call_started: None,
-            };
+            let completion = Completion::attempt(shared, ticket);
             match self.attempt(endpoint, step, spec, mode, deadline, completion, attempt_number).await {
-                Ok(answer) => return Ok(answer),
+                Ok(answer) => break 'run Ok(answer),
                 Err(failed) => {
                     let now = shared.now();
                     failures.push((endpoint, failed.error));
@@ -470,7 +490,7 @@ impl BlossomClient {
                         shared.settle(&mut inner);
                         next
                     };
-                    let Some(at) = next else { return Err(final_error(&shared.regions, failures)) };
+                    let Some(at) = next else { break 'run Err(final_error(&shared.regions, failures)) };
                     shared.lock().recorder.retried();
                     if !free_stale_retry {
                         request = request.next_attempt(endpoint);
@@ -485,7 +505,25 @@ impl BlossomClient {
                     }
                 }
             }
+        };
+        let took = match &mut result {
+            // A stream is counted when it ends, as what it ends with.
+            Ok(Answer::Stream(streaming)) => {
+                streaming.done.call_started = Some(started);
+                shared.now().saturating_since(started)
+            }
+            // Counted by the completion, under the lock it takes anyway, at the time it read.
+            Ok(Answer::Full(_, finished)) => finished.saturating_since(started),
+            Err(error) => {
+                let took = shared.now().saturating_since(started);
+                shared.lock().recorder.finished(took, Err(error));
+                took
+            }
+        };
+        if took >= shared.config.session.slow_request_threshold {
+            tracing::warn!(path = %path_only(&spec.path_and_query), took_ms = took.as_millis() as u64, "slow request");
         }
+        result
     }
 
     /// One attempt on `endpoint`: connection, request, response head and (in full mode) body.
@@ -497,7 +535,7 @@ impl BlossomClient {
         spec: &RequestSpec,
         mode: &Mode<'_, T>,
         deadline: Time,
-        mut completion: Completion,
+        mut completion: Completion<'_>,
         attempt: u32,
     ) -> Result<Answer<T>, Failed> {
         let shared = &self.shared;
@@ -568,7 +606,10 @@ impl BlossomClient {
                 }
                 Ok(Ok(response)) => response,
             };
-            completion.saw_response_head(response.headers());
+            if !is_h2 {
+                // HTTP/2 has no `Connection` header (RFC 9113, 8.2.2): nothing to look up.
+                completion.saw_response_head(response.headers());
+            }
             if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
                 break response;
             }
@@ -596,7 +637,7 @@ impl BlossomClient {
         if status.is_success() {
             if let Mode::Stream = mode {
                 tracing_request(shared, region, status, completion_started(&completion), reused, attempt);
-                return Ok(Answer::Stream(Streaming { body, done: completion }));
+                return Ok(Answer::Stream(Streaming { body, done: completion.into_owned() }));
             }
         }
         let limit = session.max_response_bytes;
@@ -750,7 +791,7 @@ fn timeout_outcome(error: &Error) -> (Option<Outcome>, Next) {
     }
 }
 
-fn complete_failed(completion: &mut Completion, outcome: Option<Outcome>, reusable: bool) {
+fn complete_failed(completion: &mut Completion<'_>, outcome: Option<Outcome>, reusable: bool) {
     let mut inner = completion.shared.lock();
     let now = completion.shared.now();
     if let Some(ticket) = completion.ticket.take() {
@@ -765,7 +806,7 @@ fn complete_failed(completion: &mut Completion, outcome: Option<Outcome>, reusab
     completion.shared.settle(&mut inner);
 }
 
-fn completion_started(completion: &Completion) -> Time {
+fn completion_started(completion: &Completion<'_>) -> Time {
     completion.ticket.map_or(Time::ZERO, |t| t.started())
 }
 

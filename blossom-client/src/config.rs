@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// The `User-Agent` sent unless configured otherwise.
+pub(crate) const DEFAULT_USER_AGENT: &str = concat!("blossom/", env!("CARGO_PKG_VERSION"));
+
 /// The default base URL.
 pub const DEFAULT_BASE_URL: &str = "https://gen.pollinations.ai";
 
@@ -113,7 +116,7 @@ impl Default for ClientConfig {
             http2_prior_knowledge: false,
             health_check_path: "/v1/models".to_string(),
             max_redirects: 0,
-            user_agent: concat!("blossom/", env!("CARGO_PKG_VERSION")).to_string(),
+            user_agent: DEFAULT_USER_AGENT.to_string(),
         }
     }
 }
@@ -271,8 +274,8 @@ pub(crate) struct ParsedRegion {
     pub(crate) authority: String,
     /// Path prefix without a trailing slash ("" for none).
     pub(crate) prefix: String,
-    /// `scheme://authority`, for HTTP/2's absolute URIs.
-    pub(crate) origin: String,
+    /// The authority, parsed once, for HTTP/2's absolute URIs.
+    pub(crate) uri_authority: http::uri::Authority,
     /// The Host header, built once.
     pub(crate) host_header: http::HeaderValue,
     pub(crate) spec: EndpointSpec,
@@ -308,7 +311,7 @@ impl ParsedRegion {
             tls,
             host,
             port,
-            origin: format!("{}://{}", if tls { "https" } else { "http" }, authority.as_str()),
+            uri_authority: authority.clone(),
             host_header: http::HeaderValue::from_str(authority.as_str())
                 .map_err(|_| bad("has an invalid host".into()))?,
             authority: authority.as_str().to_string(),

@@ -19,7 +19,7 @@ use tokio::sync::{Notify, broadcast, oneshot};
 
 use crate::api::RequestSpec;
 use crate::client::{Deadline, bounded};
-use crate::config::{ApiKey, ClientConfig, ParsedRegion};
+use crate::config::{ApiKey, ClientConfig, DEFAULT_USER_AGENT, ParsedRegion};
 use crate::connect::{Connect, Target};
 use crate::error::{Error, TimeoutPhase};
 use crate::stats::Recorder;
@@ -136,10 +136,15 @@ impl Shared {
         }
         let total = config.session.async_limit_total as usize;
         let (events, _) = broadcast::channel(1024);
-        let user_agent = HeaderValue::from_str(&config.user_agent).map_err(|_| Error::Config {
-            field: "user_agent".into(),
-            problem: "must be a valid header value".into(),
-        })?;
+        // The default is static: cloning it per request touches no shared reference count.
+        let user_agent = if config.user_agent == DEFAULT_USER_AGENT {
+            HeaderValue::from_static(DEFAULT_USER_AGENT)
+        } else {
+            HeaderValue::from_str(&config.user_agent).map_err(|_| Error::Config {
+                field: "user_agent".into(),
+                problem: "must be a valid header value".into(),
+            })?
+        };
         let authorization = match &config.api_key {
             Some(key) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
@@ -269,16 +274,26 @@ impl Shared {
         path: &str,
         h2: bool,
     ) -> http::Request<Full<Bytes>> {
-        let origin = if h2 { region.origin.as_str() } else { "" };
-        let mut uri = String::with_capacity(origin.len() + region.prefix.len() + path.len());
-        uri.push_str(origin);
-        uri.push_str(&region.prefix);
-        uri.push_str(path);
+        let mut path_and_query = String::with_capacity(region.prefix.len() + path.len());
+        path_and_query.push_str(&region.prefix);
+        path_and_query.push_str(path);
+        let path_and_query =
+            http::uri::PathAndQuery::try_from(path_and_query).expect("a valid path: region and path were checked");
+        // HTTP/2 takes the absolute form, from parts parsed once; HTTP/1.1 the origin form.
+        let uri = if h2 {
+            let mut parts = http::uri::Parts::default();
+            parts.scheme = Some(if region.tls { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
+            parts.authority = Some(region.uri_authority.clone());
+            parts.path_and_query = Some(path_and_query);
+            http::Uri::from_parts(parts).expect("scheme, authority and path make a uri")
+        } else {
+            http::Uri::from(path_and_query)
+        };
         // Built in place rather than through `http::request::Builder`, which moves the whole
         // request on every call: this is the hot path.
         let mut request = http::Request::new(Full::new(spec.body.clone().unwrap_or_default()));
         *request.method_mut() = spec.method.clone();
-        *request.uri_mut() = http::Uri::try_from(uri).expect("a valid uri: region and path were checked");
+        *request.uri_mut() = uri;
         let headers = request.headers_mut();
         headers.reserve(5);
         headers.insert(header::ACCEPT, HeaderValue::from_static(spec.accept));

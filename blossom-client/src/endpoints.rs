@@ -53,7 +53,9 @@ impl BlossomClient {
 impl TextApi<'_> {
     /// Generates text for a prompt with the default model (`GET /text/{prompt}`).
     pub async fn generate(&self, prompt: &str) -> Result<String, Error> {
-        self.generate_with(prompt, &TextOptions::default()).await
+        // Not through `generate_with`: one future level less on the hottest call.
+        let spec = simple_text_request(prompt, &TextOptions::default())?;
+        self.client.execute(&spec, &|reply| parse_text_response(&reply.body)).await
     }
 
     /// Generates text with options (model, max_tokens, temperature, seed, system).
@@ -101,7 +103,7 @@ enum State {
 struct Reading {
     body: hyper::body::Incoming,
     decoder: SseDecoder,
-    done: Option<Completion>,
+    done: Option<Completion<'static>>,
     read_timeout: Duration,
     ended: bool,
 }

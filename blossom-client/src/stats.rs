@@ -25,7 +25,10 @@ impl Ring {
             self.samples.push(sample);
         } else {
             self.samples[self.next] = sample;
-            self.next = (self.next + 1) % self.samples.len();
+            self.next += 1;
+            if self.next == self.samples.len() {
+                self.next = 0;
+            }
         }
     }
 

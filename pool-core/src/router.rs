@@ -192,7 +192,7 @@ impl Router {
         let e = &mut self.endpoints[endpoint];
         e.in_flight = e.in_flight.saturating_sub(1);
         let Some(rtt) = rtt else { return };
-        let sample = rtt.as_nanos() as f64;
+        let sample = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX) as f64;
         e.rtt_ns = match e.sampled_at {
             // A peak is taken at once; otherwise decay toward the sample by elapsed time.
             Some(at) if sample <= e.rtt_ns => {

@@ -355,8 +355,10 @@ impl Wire {
             uri,
             authority: http::HeaderValue::from_str(&addr.to_string()).expect("authority"),
             accept: http::HeaderValue::from_static("text/plain"),
-            user_agent: http::HeaderValue::from_str(&blossom_client::ClientConfig::default().user_agent)
-                .expect("blossom's user agent"),
+            // Static, as blossom holds its default: a clone touches no shared reference count.
+            user_agent: http::HeaderValue::from_static(Box::leak(
+                blossom_client::ClientConfig::default().user_agent.into_boxed_str(),
+            )),
         }
     }
 
