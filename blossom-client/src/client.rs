@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -16,9 +16,10 @@ use pool_core::{BreakerState, Decision, Outcome, RejectReason, Request, Retry, T
 use crate::api::RequestSpec;
 use crate::config::{ApiKey, ClientConfig, ParsedRegion, Region};
 use crate::connect::{Connect, TcpConnector};
-use crate::driver::{ClientEvent, Lease, Shared, Step, spawn_background};
+use crate::driver::{ClientEvent, Inner, Lease, Shared, Step, spawn_background};
 use crate::error::{ApiError, ApiErrorKind, BoxError, Error, TimeoutPhase};
 use crate::stats::Stats;
+use crate::watch::WatchKey;
 
 /// The stream `client.events()` returns.
 pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = ClientEvent> + Send + 'static>>;
@@ -177,6 +178,41 @@ pub(crate) struct Completion<'a> {
     keep_alive: bool,
     /// For a streamed call: when the call started. Completing records the call's result then.
     pub(crate) call_started: Option<Time>,
+    /// Where the attempt's deadline is armed (see [`crate::watch`]); disarmed on completion.
+    watch: WatchSlot,
+}
+
+/// An attempt's armed deadline, as the attempt knows it.
+#[derive(Debug, Default)]
+pub(crate) struct WatchSlot {
+    key: Option<WatchKey>,
+    /// The deadline armed.
+    end: Time,
+    /// The waker armed with it.
+    waker: Option<Waker>,
+}
+
+impl WatchSlot {
+    /// Arms `end` for the task of `waker`, under the lock the caller holds.
+    fn arm(&mut self, shared: &Shared, inner: &mut Inner, end: Time, waker: &Waker) {
+        self.key = Some(shared.arm(inner, self.key, end, waker));
+        self.end = end;
+        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            self.waker = Some(waker.clone());
+        }
+    }
+
+    /// Whether `end` is armed for the task of `waker` already.
+    fn armed(&self, end: Time, waker: &Waker) -> bool {
+        self.key.is_some() && self.end == end && self.waker.as_ref().is_some_and(|w| w.will_wake(waker))
+    }
+
+    /// Frees the slot, under the lock the caller holds.
+    fn disarm(&mut self, inner: &mut Inner) {
+        if let Some(key) = self.key.take() {
+            inner.watch.disarm(key);
+        }
+    }
 }
 
 impl<'a> Completion<'a> {
@@ -188,17 +224,19 @@ impl<'a> Completion<'a> {
             lease: Some(lease),
             keep_alive: true,
             call_started: None,
+            watch: WatchSlot::default(),
         }
     }
 
-    /// For an attempt of a call that borrows the client.
-    fn attempt(shared: &'a Arc<Shared>, ticket: Ticket) -> Self {
+    /// For an attempt of a call that borrows the client; `watch` may be armed already.
+    fn attempt(shared: &'a Arc<Shared>, ticket: Ticket, watch: WatchSlot) -> Self {
         Completion {
             shared: SharedRef::Borrowed(shared),
             ticket: Some(ticket),
             lease: None,
             keep_alive: true,
             call_started: None,
+            watch,
         }
     }
 
@@ -210,6 +248,7 @@ impl<'a> Completion<'a> {
             lease: self.lease.take(),
             keep_alive: self.keep_alive,
             call_started: self.call_started.take(),
+            watch: std::mem::take(&mut self.watch),
         }
     }
 
@@ -232,6 +271,7 @@ impl<'a> Completion<'a> {
     fn finish(mut self, outcome: Outcome, reusable: bool, result: Result<(), &Error>) -> Time {
         let mut inner = self.shared.lock();
         let now = self.shared.now();
+        self.watch.disarm(&mut inner);
         if let Some(started) = self.call_started.take() {
             inner.recorder.finished(now.saturating_since(started), result);
         }
@@ -264,11 +304,12 @@ impl<'a> Completion<'a> {
 
 impl Drop for Completion<'_> {
     fn drop(&mut self) {
-        if self.ticket.is_none() && self.lease.is_none() {
+        if self.ticket.is_none() && self.lease.is_none() && self.watch.key.is_none() {
             return;
         }
         let mut inner = self.shared.lock();
         let now = self.shared.now();
+        self.watch.disarm(&mut inner);
         if let Some(ticket) = self.ticket.take() {
             inner.core.abandon(now, ticket);
         }
@@ -286,7 +327,7 @@ struct Failed {
 }
 
 enum Begun {
-    Go(Ticket, Step),
+    Go(Ticket, Step, WatchSlot),
     Wait(Time, WaitReason),
     Fail(Error),
 }
@@ -428,6 +469,9 @@ impl BlossomClient {
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut stale_retried = false;
         let mut counted = false;
+        // The task's waker, for arming attempts' deadlines under the `begin` lock.
+        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
+        let read_timeout = shared.config.session.async_timeout_sock_read;
         let mut result = 'run: loop {
             let now = clock.take().unwrap_or_else(|| shared.now());
             let begun = {
@@ -438,7 +482,15 @@ impl BlossomClient {
                     counted = true;
                 }
                 let begun = match inner.core.begin(now, &request) {
-                    Decision::Proceed { ticket, checkout } => Begun::Go(ticket, shared.step(&mut inner, checkout)),
+                    Decision::Proceed { ticket, checkout } => {
+                        let step = shared.step(&mut inner, checkout);
+                        let mut watch = WatchSlot::default();
+                        if let Step::Ready(..) = step {
+                            // Sent at once: its read deadline is armed under this lock already.
+                            watch.arm(shared, &mut inner, (now + read_timeout).min(deadline), &waker);
+                        }
+                        Begun::Go(ticket, step, watch)
+                    }
                     Decision::WaitUntil { until, reason } => Begun::Wait(until, reason),
                     Decision::Reject(reason) => {
                         Begun::Fail(self.rejected(&inner.core, reason, std::mem::take(&mut failures), now))
@@ -447,8 +499,8 @@ impl BlossomClient {
                 shared.settle(&mut inner);
                 begun
             };
-            let (ticket, step) = match begun {
-                Begun::Go(ticket, step) => (ticket, step),
+            let (ticket, step, watch) = match begun {
+                Begun::Go(ticket, step, watch) => (ticket, step, watch),
                 Begun::Fail(error) => break 'run Err(error),
                 Begun::Wait(until, reason) => {
                     if until >= deadline {
@@ -463,7 +515,7 @@ impl BlossomClient {
             };
             let endpoint = ticket.endpoint();
             let attempt_number = request.attempt;
-            let completion = Completion::attempt(shared, ticket);
+            let completion = Completion::attempt(shared, ticket, watch);
             match self.attempt(endpoint, step, spec, mode, deadline, completion, attempt_number).await {
                 Ok(answer) => break 'run Ok(answer),
                 Err(failed) => {
@@ -584,9 +636,8 @@ impl BlossomClient {
             let request = shared.build_request(region, spec, &path, is_h2);
             let sender = &mut completion.lease.as_mut().expect("lease held").sender;
             // The read timeout runs from when the request went out (no clock read of its own).
-            let send = bounded(Some(call), read_timeout, TimeoutPhase::Read, sender.send(request))
-                .starting_at(shared.instant(sent_at));
-            let response = match send.await {
+            let bound = Watch { shared, slot: &mut completion.watch, deadline, total: session.timeout };
+            let response = match bound.wait(sender.send(request), Some(sent_at), read_timeout).await {
                 Err(error) => {
                     let (outcome, next) = timeout_outcome(&error);
                     complete_failed(&mut completion, outcome, false);
@@ -617,7 +668,7 @@ impl BlossomClient {
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let mut body = response.into_body();
             // Drain the redirect body so the connection can carry the next request.
-            let drained = read_body(&mut body, 64 * 1024, read_timeout, Some(call)).await.is_ok();
+            let drained = read_body(&mut body, 64 * 1024, read_timeout, BodyBound::Timer(Some(call))).await.is_ok();
             let same_region = location.as_deref().and_then(|l| same_region_path(region, l));
             let error = match (same_region, drained) {
                 _ if shared.config.max_redirects == 0 => Error::RedirectRefused { status },
@@ -652,7 +703,8 @@ impl BlossomClient {
                 ));
             }
         }
-        let bytes = match read_body(&mut body, limit, read_timeout, Some(call)).await {
+        let bound = Watch { shared, slot: &mut completion.watch, deadline, total: session.timeout };
+        let bytes = match read_body(&mut body, limit, read_timeout, BodyBound::Watch(bound)).await {
             Ok(bytes) => bytes,
             Err(BodyFailure::TooLarge) => {
                 complete_failed(&mut completion, Some(Outcome::Ignored), false);
@@ -794,6 +846,7 @@ fn timeout_outcome(error: &Error) -> (Option<Outcome>, Next) {
 fn complete_failed(completion: &mut Completion<'_>, outcome: Option<Outcome>, reusable: bool) {
     let mut inner = completion.shared.lock();
     let now = completion.shared.now();
+    completion.watch.disarm(&mut inner);
     if let Some(ticket) = completion.ticket.take() {
         match outcome {
             Some(outcome) => inner.core.finish(now, ticket, outcome),
@@ -889,7 +942,7 @@ pub(crate) async fn read_body(
     body: &mut Incoming,
     limit: u64,
     read_timeout: Duration,
-    deadline: Option<Deadline>,
+    mut bound: BodyBound<'_>,
 ) -> Result<Bytes, BodyFailure> {
     use http_body::Body as _;
     // A small body comes in one frame: kept as it is, without a copy. More frames are gathered.
@@ -903,7 +956,11 @@ pub(crate) async fn read_body(
             // The last frame said so: no need for another timed poll.
             return Ok(done(first, rest));
         }
-        let frame = match bounded(deadline, read_timeout, TimeoutPhase::Read, body.frame()).await {
+        let next = match &mut bound {
+            BodyBound::Timer(deadline) => bounded(*deadline, read_timeout, TimeoutPhase::Read, body.frame()).await,
+            BodyBound::Watch(watch) => watch.reborrow().wait(body.frame(), None, read_timeout).await,
+        };
+        let frame = match next {
             Err(timeout) => return Err(BodyFailure::Timeout(timeout)),
             Ok(None) => return Ok(done(first, rest)),
             Ok(Some(Err(e))) => return Err(BodyFailure::Broken(Box::new(e))),
@@ -929,6 +986,82 @@ pub(crate) async fn read_body(
     }
 }
 
+/// How a body read is bounded: by tokio timers (off the hot path), or by the attempt's watch.
+pub(crate) enum BodyBound<'a> {
+    Timer(Option<Deadline>),
+    Watch(Watch<'a>),
+}
+
+/// An attempt's waits bounded through its watch slot (see [`crate::watch`]): by each phase's
+/// own timeout and by the call's deadline, with no timer of their own.
+pub(crate) struct Watch<'a> {
+    shared: &'a Shared,
+    slot: &'a mut WatchSlot,
+    /// The call's deadline, and the total timeout it comes from.
+    deadline: Time,
+    total: Duration,
+}
+
+impl<'a> Watch<'a> {
+    fn reborrow(&mut self) -> Watch<'_> {
+        Watch { shared: self.shared, slot: self.slot, deadline: self.deadline, total: self.total }
+    }
+
+    /// Waits for `fut` at most `limit` from `start` (or from the first wait) and never past the
+    /// call's deadline.
+    fn wait<F: Future>(self, fut: F, start: Option<Time>, limit: Duration) -> Watched<'a, F> {
+        Watched { fut, watch: self, start, limit, end: None }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`Watch::wait`] returns.
+    pub(crate) struct Watched<'a, F> {
+        #[pin]
+        fut: F,
+        watch: Watch<'a>,
+        start: Option<Time>,
+        limit: Duration,
+        // The bound, once the first wait computed it, and whether it is the call's deadline.
+        end: Option<(Time, bool)>,
+    }
+}
+
+impl<F: Future> Future for Watched<'_, F> {
+    type Output = Result<F::Output, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(output) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(output));
+        }
+        let watch = this.watch;
+        let shared = watch.shared;
+        let ((end, by_call), now) = match *this.end {
+            Some(bound) => (bound, shared.now()),
+            None => {
+                let now = this.start.unwrap_or_else(|| shared.now());
+                let phase_end = now + *this.limit;
+                let bound = if watch.deadline <= phase_end { (watch.deadline, true) } else { (phase_end, false) };
+                *this.end = Some(bound);
+                (bound, now)
+            }
+        };
+        if now >= end {
+            return Poll::Ready(Err(if by_call {
+                Error::Timeout { phase: TimeoutPhase::Total, limit: watch.total }
+            } else {
+                Error::Timeout { phase: TimeoutPhase::Read, limit: *this.limit }
+            }));
+        }
+        if !watch.slot.armed(end, cx.waker()) {
+            let mut inner = shared.lock();
+            watch.slot.arm(shared, &mut inner, end, cx.waker());
+        }
+        Poll::Pending
+    }
+}
+
 /// The call's deadline on tokio's clock, and the total timeout it comes from.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Deadline {
@@ -945,7 +1078,7 @@ pub(crate) fn bounded<F: Future>(
     phase: TimeoutPhase,
     fut: F,
 ) -> Bounded<F> {
-    Bounded { fut, sleep: None, start: None, deadline, limit, phase, bound: Bound::Phase }
+    Bounded { fut, sleep: None, deadline, limit, phase, bound: Bound::Phase }
 }
 
 /// Which bound a [`Bounded`] timer stands for.
@@ -962,20 +1095,10 @@ pin_project_lite::pin_project! {
         fut: F,
         #[pin]
         sleep: Option<tokio::time::Sleep>,
-        // When the phase began, if the caller knows (else: when the first wait began).
-        start: Option<tokio::time::Instant>,
         deadline: Option<Deadline>,
         limit: Duration,
         phase: TimeoutPhase,
         bound: Bound,
-    }
-}
-
-impl<F> Bounded<F> {
-    /// The phase began at `start` (a time the caller read already): saves a clock read.
-    pub(crate) fn starting_at(mut self, start: tokio::time::Instant) -> Self {
-        self.start = Some(start);
-        self
     }
 }
 
@@ -988,7 +1111,7 @@ impl<F: Future> Future for Bounded<F> {
             return Poll::Ready(Ok(output));
         }
         if this.sleep.is_none() {
-            let phase_end = this.start.unwrap_or_else(tokio::time::Instant::now) + *this.limit;
+            let phase_end = tokio::time::Instant::now() + *this.limit;
             let end = match this.deadline {
                 Some(d) if d.at <= phase_end => {
                     *this.bound = Bound::Call;

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::Waker;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use crate::config::{ApiKey, ClientConfig, DEFAULT_USER_AGENT, ParsedRegion};
 use crate::connect::{Connect, Target};
 use crate::error::{Error, TimeoutPhase};
 use crate::stats::Recorder;
+use crate::watch::{WatchKey, Watchlist};
 
 /// A request sender on an open connection.
 pub(crate) enum Sender {
@@ -73,6 +75,8 @@ pub(crate) struct Inner {
     scheduled: Time,
     /// A deadline may have come earlier than `scheduled` (a waiter queued, an event published).
     pub(crate) dirty: bool,
+    /// In-flight attempts' deadlines, served by the background task.
+    pub(crate) watch: Watchlist,
 }
 
 /// An event with the region it concerns, as `client.events()` yields it.
@@ -163,6 +167,7 @@ impl Shared {
                 recorder: Recorder::new(1000),
                 scheduled: Time::ZERO,
                 dirty: false,
+                watch: Watchlist::default(),
             }),
             epoch,
             wake: Arc::new(Notify::new()),
@@ -188,6 +193,17 @@ impl Shared {
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Arms an attempt's deadline (see [`crate::watch`]); wakes the background task if it
+    /// sleeps past it.
+    pub(crate) fn arm(&self, inner: &mut Inner, key: Option<WatchKey>, deadline: Time, waker: &Waker) -> WatchKey {
+        let key = inner.watch.arm(key, deadline, waker);
+        if deadline < inner.scheduled {
+            inner.scheduled = deadline;
+            self.wake.notify_one();
+        }
+        key
     }
 
     /// Delivers grants, closes connections core dropped, and publishes events. Call after every
@@ -538,10 +554,14 @@ impl Shared {
             }
         }
         self.settle(&mut inner);
+        let mut due = Vec::new();
+        inner.watch.expire(now, |waker| due.push(waker));
         let cap = now + Duration::from_secs(1);
-        let next = inner.core.poll_timeout().map_or(cap, |t| t.min(cap));
+        let next = [inner.core.poll_timeout(), inner.watch.next_deadline()].into_iter().flatten().fold(cap, Time::min);
         inner.scheduled = next;
         drop(inner);
+        // Attempts past their deadline see it when polled, and fail with their timeout.
+        due.into_iter().for_each(Waker::wake);
         for endpoint in checks {
             let shared = self.clone();
             tokio::spawn(async move { crate::health::probe(shared, endpoint).await });

@@ -50,7 +50,13 @@ async fn probe_once(shared: &Arc<Shared>, endpoint: usize) -> Result<(), Error> 
     let response = completion.sender().send(request).await.map_err(|e| Error::Http { source: Box::new(e) })?;
     let status = response.status();
     completion.saw_response_head(response.headers());
-    let read = read_body(&mut response.into_body(), 1 << 20, shared.config.session.async_timeout_sock_read, None).await;
+    let read = read_body(
+        &mut response.into_body(),
+        1 << 20,
+        shared.config.session.async_timeout_sock_read,
+        crate::client::BodyBound::Timer(None),
+    )
+    .await;
     completion.complete(Outcome::Success, read.is_ok());
     // A 429 says the region is alive and busy: rate limits are the limiter's business, not health's.
     if (status == StatusCode::OK || status == StatusCode::TOO_MANY_REQUESTS) && read.is_ok() {

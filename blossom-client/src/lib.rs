@@ -26,6 +26,7 @@ mod health;
 mod inspect;
 mod sse;
 mod stats;
+mod watch;
 
 pub use api::*;
 pub use client::{BlossomClient, BreakerControl, ClientBuilder, EventStream};
