@@ -567,7 +567,8 @@ impl Breaker {
         let rate = |n: u64| n as f64 * 100.0 / total.calls as f64;
         let reason = if c.failure_threshold > 0 && self.consecutive_failures >= c.failure_threshold {
             R::ConsecutiveFailures
-        } else if total.calls < u64::from(min_calls) {
+        } else if total.calls < u64::from(min_calls) || (total.failures == 0 && total.slow == 0) {
+            // Too few calls to judge, or nothing to count against the endpoint: no rate to compute.
             return;
         } else if c.failure_rate_threshold.is_some_and(|t| rate(total.failures) >= t) {
             R::FailureRate
