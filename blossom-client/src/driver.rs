@@ -6,8 +6,10 @@
 //! background task holding only a `Weak` runs core's timers and the active health checks.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -427,11 +429,11 @@ impl Shared {
                     .handshake(io)
                     .await
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
-                Ok::<_, crate::error::BoxError>((Sender::H2(sender), ConnTask::H2(Box::pin(conn))))
+                Ok::<_, crate::error::BoxError>((Sender::H2(sender), ConnTask::H2 { conn }))
             } else {
                 let (sender, conn) =
                     http1::Builder::new().handshake(io).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
-                Ok((Sender::H1(sender), ConnTask::H1(Box::pin(conn))))
+                Ok((Sender::H1(sender), ConnTask::H1 { conn }))
             }
         })
         .await;
@@ -441,13 +443,7 @@ impl Shared {
             Ok(Ok(opened)) => opened,
         };
         guard.armed = false;
-        let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            task.run().await;
-            if let Some(shared) = weak.upgrade() {
-                shared.connection_ended(id);
-            }
-        });
+        tokio::spawn(ConnDriver { task, shared: Arc::downgrade(self), id });
         let mut inner = self.lock();
         let protocol = match &sender {
             Sender::H2(_) => Protocol::Http2 { max_streams: self.config.session.pool().http2_default_streams },
@@ -619,21 +615,41 @@ fn take_sender(inner: &mut Inner, id: ConnId) -> Option<Sender> {
 
 type BoxedIo = TokioIo<Box<dyn crate::connect::Io>>;
 
-/// A connection's background future.
-enum ConnTask {
-    H1(std::pin::Pin<Box<http1::Connection<BoxedIo, Full<Bytes>>>>),
-    H2(std::pin::Pin<Box<http2::Connection<BoxedIo, Full<Bytes>, TokioExecutor>>>),
+pin_project_lite::pin_project! {
+    /// A connection's hyper future, held inline (no box, no extra future level per poll).
+    #[project = ConnTaskProj]
+    enum ConnTask {
+        H1 { #[pin] conn: http1::Connection<BoxedIo, Full<Bytes>> },
+        H2 { #[pin] conn: http2::Connection<BoxedIo, Full<Bytes>, TokioExecutor> },
+    }
 }
 
-impl ConnTask {
-    async fn run(self) {
-        let result = match self {
-            ConnTask::H1(conn) => conn.await,
-            ConnTask::H2(conn) => conn.await,
+pin_project_lite::pin_project! {
+    /// A connection's background task: drives the connection, then tells the pool it ended.
+    struct ConnDriver {
+        #[pin]
+        task: ConnTask,
+        shared: Weak<Shared>,
+        id: ConnId,
+    }
+}
+
+impl Future for ConnDriver {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let result = match this.task.project() {
+            ConnTaskProj::H1 { conn } => std::task::ready!(conn.poll(cx)),
+            ConnTaskProj::H2 { conn } => std::task::ready!(conn.poll(cx)),
         };
         if let Err(e) = result {
             tracing::debug!(error = %e, "connection ended with an error");
         }
+        if let Some(shared) = this.shared.upgrade() {
+            shared.connection_ended(*this.id);
+        }
+        Poll::Ready(())
     }
 }
 
