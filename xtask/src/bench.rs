@@ -1,6 +1,8 @@
-//! `cargo xtask bench [--quick] [--no-criterion]`: the criterion benchmarks, then the loopback
-//! comparison with other clients (markdown table on stdout, `target/bench/loopback.json`), then
-//! the memory figures.
+//! `cargo xtask bench [--quick] [--no-criterion] [--instructions]`: the criterion benchmarks,
+//! then the loopback comparison with other clients (markdown table on stdout,
+//! `target/bench/loopback.json`), then the memory figures. `--instructions` adds instructions
+//! per request counted by callgrind: a figure that, unlike req/s, does not move with the load
+//! of a shared machine.
 //!
 //! One `cargo bench --no-run` builds the criterion benches and the two binaries (`compare`,
 //! `memory`) with one set of features, so nothing is built twice; the binaries then run from the
@@ -18,9 +20,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if criterion {
         // One file per area (core_path, breaker, limiter, router, pool, client_path), all in one go.
         let mut cargo_args = vec!["bench", "-p", "benches", "--benches", "--"];
-        if quick {
-            cargo_args.extend(["--warm-up-time", "0.5", "--measurement-time", "1"]);
-        }
+        // Short windows: the figures are steady within them, and the whole run stays under five minutes.
+        let (warm_up, measure) = if quick { ("0.5", "1") } else { ("1", "3") };
+        cargo_args.extend(["--warm-up-time", warm_up, "--measurement-time", measure]);
         crate::cargo(&cargo_args, &[])?;
     }
     let json = target_dir().join("bench").join("loopback.json");
@@ -31,6 +33,9 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     binary("compare", &compare)?;
     binary("memory", &[])?;
+    if args.iter().any(|a| a == "--instructions") {
+        instructions()?;
+    }
     eprintln!("xtask bench: ran in {:.0} s (after the build); table data in {json}", started.elapsed().as_secs_f64());
     Ok(())
 }
@@ -53,4 +58,67 @@ fn binary(name: &str, args: &[&str]) -> Result<(), String> {
         .status()
         .map_err(|e| format!("cannot run {}: {e}", path.display()))?;
     if status.success() { Ok(()) } else { Err(format!("`{name}` failed ({status})")) }
+}
+
+/// Marginal instructions per request under callgrind: each client at HTTP/1.1 16 and h2c 128,
+/// run with 2,000 and with 12,000 measured requests (the same warmup); the difference over
+/// 10,000 leaves out start-up (runtime, TLS roots, connections). Two runs at a time.
+fn instructions() -> Result<(), String> {
+    const CLIENTS: [&str; 5] = ["raw", "hyper-util", "blossom", "blossom-off", "blossom-on"];
+    const POINTS: [&str; 2] = ["http1:16", "h2c:128"];
+    const FEW: u64 = 2_000;
+    const MANY: u64 = 12_000;
+    let compare = target_dir().join("release").join(format!("compare{}", std::env::consts::EXE_SUFFIX));
+    let jobs: Vec<(&str, &str, u64)> =
+        POINTS.iter().flat_map(|p| CLIENTS.iter().flat_map(move |c| [FEW, MANY].map(|n| (*p, *c, n)))).collect();
+    let mut counts = std::collections::HashMap::new();
+    for pair in jobs.chunks(2) {
+        let children: Vec<_> = pair
+            .iter()
+            .map(|(point, client, n)| {
+                eprintln!("$ valgrind --tool=callgrind compare --only {client} --point {point} --requests {n}");
+                Command::new("valgrind")
+                    .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+                    .arg(&compare)
+                    .args(["--only", client, "--point", point, "--rounds", "1", "--requests", &n.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))
+            })
+            .collect::<Result<_, _>>()?;
+        for ((point, client, n), child) in pair.iter().zip(children) {
+            let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
+            let text = String::from_utf8_lossy(&output.stderr);
+            let collected = text
+                .lines()
+                .find_map(|l| l.split("Collected : ").nth(1))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .ok_or_else(|| format!("no instruction count from callgrind for {client} at {point}"))?;
+            counts.insert((*point, *client, *n), collected);
+        }
+    }
+    println!("\nInstructions per request (callgrind; client and server together, as in the comparison)\n");
+    println!("| proto:concurrency | client | instructions per request | vs raw |");
+    println!("|---|---|---:|---:|");
+    let mut rows = Vec::new();
+    for point in POINTS {
+        let per = |client: &str| {
+            (counts[&(point, client, MANY)] as f64 - counts[&(point, client, FEW)] as f64) / (MANY - FEW) as f64
+        };
+        let raw = per("raw");
+        for client in CLIENTS {
+            let value = per(client);
+            println!("| {point} | {client} | {value:.0} | {:.3} |", value / raw);
+            rows.push(format!(
+                "{{\"point\":\"{point}\",\"client\":\"{client}\",\"instructions_per_request\":{value:.0},\"vs_raw\":{:.4}}}",
+                value / raw
+            ));
+        }
+    }
+    let path = target_dir().join("bench").join("instructions.json");
+    std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| e.to_string())?;
+    std::fs::write(&path, format!("[\n{}\n]\n", rows.join(",\n"))).map_err(|e| e.to_string())?;
+    eprintln!("xtask bench: instructions written to {}", path.display());
+    Ok(())
 }

@@ -269,7 +269,7 @@ fn main() {
         println!("\nMemory held by the client (counting allocator; mock server in a child process)\n");
         println!("| what | bytes |");
         println!("|---|---:|");
-        println!("| blossom, per idle HTTP/1.1 connection ({IDLE} opened by `warmup`) | {blossom} |");
+        println!("| blossom, per idle HTTP/1.1 connection (`warmup` to {IDLE} idle) | {blossom} |");
         println!("| hyper-util legacy Client, per idle HTTP/1.1 connection (reference) | {hyper_util} |");
         println!("| reqwest, per idle HTTP/1.1 connection (reference) | {reqwest} |");
         println!("| blossom, per request waiting for a connection ({WAITERS} queued on a pool of 1) | {waiting} |");
