@@ -166,6 +166,11 @@ impl Router {
         if self.ready.is_empty() {
             return Pick::NoneReady { earliest };
         }
+        // One ready endpoint: round robin would leave its counters as they are; random and
+        // least-loaded draw from the seed, so they go the whole way (same draws, same trace).
+        if self.ready.len() == 1 && matches!(self.strategy, Strategy::RoundRobin | Strategy::PrimaryBackup) {
+            return Pick::Endpoint(self.ready[0]);
+        }
         let chosen = match self.strategy {
             Strategy::RoundRobin => self.smooth_weighted(),
             Strategy::Random => self.weighted_random(),
