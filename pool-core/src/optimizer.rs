@@ -184,7 +184,10 @@ impl Optimizer {
             self.samples.push(sample);
         } else {
             self.samples[self.next] = sample;
-            self.next = (self.next + 1) % self.config.capacity;
+            self.next += 1;
+            if self.next == self.config.capacity {
+                self.next = 0;
+            }
         }
     }
 
