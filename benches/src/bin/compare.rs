@@ -135,7 +135,7 @@ impl Plan {
     }
 
     fn full() -> Self {
-        Plan { rounds: 15, requests: 20_000, warmup_min: 2_000, run_limit: Duration::from_secs(30) }
+        Plan { rounds: 25, requests: 12_000, warmup_min: 2_000, run_limit: Duration::from_secs(30) }
     }
 
     fn warmup(&self, concurrency: usize) -> usize {
@@ -562,6 +562,7 @@ fn main() {
                 "rps": rps.round() as u64,
                 "vs_raw": if raw_rps > 0.0 { json!(((rps / raw_rps) * 1000.0).round() / 1000.0) } else { json!(null) },
                 "vs_raw_paired": paired_vs_raw(&results[p][0], runs),
+                "vs_raw_paired_quartiles": quartiles_vs_raw(&results[p][0], runs),
                 "p50_us": (pick(|r| r.p50_us) * 10.0).round() / 10.0,
                 "p99_us": (pick(|r| r.p99_us) * 10.0).round() / 10.0,
                 "p999_us": (pick(|r| r.p999_us) * 10.0).round() / 10.0,
@@ -645,11 +646,20 @@ fn print_resilience(results: &[Vec<Vec<Run>>]) {
 /// The median over rounds of this client's req/s over raw's in the same round: the two ran
 /// close in time, so drift on a noisy machine cancels out better than in a ratio of medians.
 fn paired_vs_raw(raw: &[Run], runs: &[Run]) -> serde_json::Value {
+    quartiles_vs_raw(raw, runs).map_or(json!(null), |[_, median, _]| json!(median))
+}
+
+/// The first quartile, median and third quartile of the per-round ratios to raw: how far the
+/// machine's noise spreads them.
+fn quartiles_vs_raw(raw: &[Run], runs: &[Run]) -> Option<[f64; 3]> {
     if raw.len() != runs.len() || raw.is_empty() {
-        return json!(null);
+        return None;
     }
-    let ratio = median(raw.iter().zip(runs).map(|(r, c)| c.rps / r.rps).collect());
-    json!((ratio * 1000.0).round() / 1000.0)
+    let mut ratios: Vec<f64> = raw.iter().zip(runs).map(|(r, c)| c.rps / r.rps).collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    Some([round(at(0.25)), round(median(ratios.clone())), round(at(0.75))])
 }
 
 /// A median count: an integer unless it falls between two.
