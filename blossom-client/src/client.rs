@@ -592,14 +592,15 @@ impl BlossomClient {
     ) -> Result<Answer<T>, Failed> {
         let shared = &self.shared;
         let session = &shared.config.session;
-        let call = Deadline { at: shared.instant(deadline), total: session.timeout };
+        // The call's deadline on tokio's clock, for the slow paths' timers only.
+        let call = || Deadline { at: shared.instant(deadline), total: session.timeout };
         let admitted = completion_started(&completion);
         let pool_deadline = deadline.min(admitted + session.pool_timeout);
         // A connection taken at `begin` is used at once; waiting or connecting is the slow path,
         // boxed so its large future does not weigh on every request's.
         let acquired = match step {
             Step::Ready(conn, sender) => Ok(Lease { conn, sender, reused: true, waited: Duration::ZERO }),
-            step => Box::pin(shared.acquire(endpoint, step, pool_deadline, Some(call))).await,
+            step => Box::pin(shared.acquire(endpoint, step, pool_deadline, Some(call()))).await,
         };
         let lease = match acquired {
             Ok(lease) => lease,
@@ -668,7 +669,7 @@ impl BlossomClient {
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let mut body = response.into_body();
             // Drain the redirect body so the connection can carry the next request.
-            let drained = read_body(&mut body, 64 * 1024, read_timeout, BodyBound::Timer(Some(call))).await.is_ok();
+            let drained = read_body(&mut body, 64 * 1024, read_timeout, BodyBound::Timer(Some(call()))).await.is_ok();
             let same_region = location.as_deref().and_then(|l| same_region_path(region, l));
             let error = match (same_region, drained) {
                 _ if shared.config.max_redirects == 0 => Error::RedirectRefused { status },

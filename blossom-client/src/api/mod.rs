@@ -128,7 +128,8 @@ impl Query {
 
     /// `{base}{prompt as one encoded segment}`; refuses a blank prompt.
     fn with_prompt(base: &str, prompt: &str) -> Result<Self, Error> {
-        if prompt.trim().is_empty() {
+        // What `trim().is_empty()` says, stopping at the first character that is not blank.
+        if prompt.chars().all(char::is_whitespace) {
             return Err(Error::invalid_input("prompt is empty; give a prompt with some text"));
         }
         let mut out = String::with_capacity(base.len() + prompt.len() + 16);
