@@ -345,7 +345,7 @@ enum Next {
 }
 
 impl Failed {
-    fn new(error: Error, _outcome: Option<Outcome>, next: Next) -> Self {
+    fn new(error: Error, next: Next) -> Self {
         Failed { error, next }
     }
 }
@@ -611,7 +611,7 @@ impl BlossomClient {
                     _ => (None, Next::Stop),
                 };
                 complete_failed(&mut completion, outcome, false);
-                return Err(Failed::new(error, outcome, next));
+                return Err(Failed::new(error, next));
             }
         };
         if !lease.waited.is_zero() {
@@ -642,19 +642,15 @@ impl BlossomClient {
                 Err(error) => {
                     let (outcome, next) = timeout_outcome(&error);
                     complete_failed(&mut completion, outcome, false);
-                    return Err(Failed::new(error, outcome, next));
+                    return Err(Failed::new(error, next));
                 }
                 Ok(Err(e)) if reused => {
                     complete_failed(&mut completion, None, false);
-                    return Err(Failed::new(Error::Http { source: Box::new(e) }, None, Next::Stale));
+                    return Err(Failed::new(Error::Http { source: Box::new(e) }, Next::Stale));
                 }
                 Ok(Err(e)) => {
                     complete_failed(&mut completion, Some(Outcome::Failure), false);
-                    return Err(Failed::new(
-                        Error::Http { source: Box::new(e) },
-                        Some(Outcome::Failure),
-                        Next::Backoff,
-                    ));
+                    return Err(Failed::new(Error::Http { source: Box::new(e) }, Next::Backoff));
                 }
                 Ok(Ok(response)) => response,
             };
@@ -682,7 +678,7 @@ impl BlossomClient {
                 _ => Error::RedirectRefused { status },
             };
             complete_failed(&mut completion, Some(Outcome::Ignored), drained);
-            return Err(Failed::new(error, Some(Outcome::Ignored), Next::Stop));
+            return Err(Failed::new(error, Next::Stop));
         };
         let status = response.status();
         let (parts, mut body) = response.into_parts();
@@ -697,11 +693,7 @@ impl BlossomClient {
         if let Some(length) = http_body::Body::size_hint(&body).upper() {
             if length > limit {
                 complete_failed(&mut completion, Some(Outcome::Ignored), false);
-                return Err(Failed::new(
-                    Error::BodyTooLarge { limit_bytes: limit },
-                    Some(Outcome::Ignored),
-                    Next::Stop,
-                ));
+                return Err(Failed::new(Error::BodyTooLarge { limit_bytes: limit }, Next::Stop));
             }
         }
         let bound = Watch { shared, slot: &mut completion.watch, deadline, total: session.timeout };
@@ -709,21 +701,17 @@ impl BlossomClient {
             Ok(bytes) => bytes,
             Err(BodyFailure::TooLarge) => {
                 complete_failed(&mut completion, Some(Outcome::Ignored), false);
-                return Err(Failed::new(
-                    Error::BodyTooLarge { limit_bytes: limit },
-                    Some(Outcome::Ignored),
-                    Next::Stop,
-                ));
+                return Err(Failed::new(Error::BodyTooLarge { limit_bytes: limit }, Next::Stop));
             }
             Err(BodyFailure::Timeout(error)) => {
                 let (outcome, next) = timeout_outcome(&error);
                 complete_failed(&mut completion, outcome, false);
-                return Err(Failed::new(error, outcome, next));
+                return Err(Failed::new(error, next));
             }
             Err(BodyFailure::Broken(source)) => {
                 let error = Error::Stream { what: "the response body broke off".into(), source: Some(source) };
                 complete_failed(&mut completion, Some(Outcome::Failure), false);
-                return Err(Failed::new(error, Some(Outcome::Failure), Next::Backoff));
+                return Err(Failed::new(error, Next::Backoff));
             }
         };
         tracing_request(shared, region, status, completion_started(&completion), reused, attempt);
@@ -748,7 +736,7 @@ impl BlossomClient {
                         (Outcome::Ignored, Next::Stop)
                     };
                     complete_failed(&mut completion, Some(outcome), true);
-                    Err(Failed::new(error, Some(outcome), next))
+                    Err(Failed::new(error, next))
                 }
             };
         }
@@ -766,7 +754,7 @@ impl BlossomClient {
             _ => (Outcome::Ignored, Next::Stop),
         };
         completion.complete(outcome, true);
-        Err(Failed::new(Error::Api(api), Some(outcome), next))
+        Err(Failed::new(Error::Api(api), next))
     }
 
     fn rejected(
