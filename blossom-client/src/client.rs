@@ -188,8 +188,19 @@ pub(crate) struct WatchSlot {
     key: Option<WatchKey>,
     /// The deadline armed.
     end: Time,
-    /// The waker armed with it.
-    waker: Option<Waker>,
+    /// Which task's waker is armed with it: compared, never woken (the watchlist holds the
+    /// waker), so the slot keeps no clone of it.
+    task: WakerIdentity,
+}
+
+/// What `Waker::will_wake` compares: the waker's data and vtable addresses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct WakerIdentity(usize, usize);
+
+impl WakerIdentity {
+    fn of(waker: &Waker) -> Self {
+        WakerIdentity(waker.data() as usize, std::ptr::from_ref(waker.vtable()) as usize)
+    }
 }
 
 impl WatchSlot {
@@ -197,14 +208,12 @@ impl WatchSlot {
     fn arm(&mut self, shared: &Shared, inner: &mut Inner, end: Time, waker: &Waker) {
         self.key = Some(shared.arm(inner, self.key, end, waker));
         self.end = end;
-        if !self.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
-            self.waker = Some(waker.clone());
-        }
+        self.task = WakerIdentity::of(waker);
     }
 
     /// Whether `end` is armed for the task of `waker` already.
     fn armed(&self, end: Time, waker: &Waker) -> bool {
-        self.key.is_some() && self.end == end && self.waker.as_ref().is_some_and(|w| w.will_wake(waker))
+        self.key.is_some() && self.end == end && self.task == WakerIdentity::of(waker)
     }
 
     /// Frees the slot, under the lock the caller holds.
@@ -439,11 +448,14 @@ impl BlossomClient {
 
     /// Sends a request with retries, failover, timeouts and the body cap; reads the body and
     /// parses it with `parse` (inside the attempt, so a bad body can be retried).
-    pub(crate) async fn execute<T>(&self, spec: &RequestSpec, parse: Parse<'_, T>) -> Result<T, Error> {
-        match self.call(spec, Mode::Full(parse)).await? {
-            Answer::Full(value, _) => Ok(value),
-            Answer::Stream(_) => unreachable!("full mode reads the body"),
-        }
+    /// A plain future over `call`'s (no `async` level of its own: the hot path's nesting is
+    /// one level shallower).
+    pub(crate) fn execute<'a, T>(
+        &'a self,
+        spec: &'a RequestSpec,
+        parse: Parse<'a, T>,
+    ) -> impl Future<Output = Result<T, Error>> + 'a {
+        FullAnswer { call: self.call(spec, Mode::Full(parse)) }
     }
 
     /// As `execute`, but a 2xx body is handed over unread, for streaming. The call is counted
@@ -469,12 +481,12 @@ impl BlossomClient {
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut stale_retried = false;
         let mut counted = false;
-        // The task's waker, for arming attempts' deadlines under the `begin` lock.
-        let waker = std::future::poll_fn(|cx| Poll::Ready(cx.waker().clone())).await;
         let read_timeout = shared.config.session.async_timeout_sock_read;
         let mut result = 'run: loop {
             let now = clock.take().unwrap_or_else(|| shared.now());
-            let begun = {
+            // Begun inside `poll_fn` for the task's waker: an attempt sent at once arms its read
+            // deadline under this lock, and the waker is lent, not cloned.
+            let begun = std::future::poll_fn(|cx| {
                 let mut inner = shared.lock();
                 if !counted {
                     // Counted under the lock `begin` takes anyway: one lock less per call.
@@ -487,7 +499,7 @@ impl BlossomClient {
                         let mut watch = WatchSlot::default();
                         if let Step::Ready(..) = step {
                             // Sent at once: its read deadline is armed under this lock already.
-                            watch.arm(shared, &mut inner, (now + read_timeout).min(deadline), &waker);
+                            watch.arm(shared, &mut inner, (now + read_timeout).min(deadline), cx.waker());
                         }
                         Begun::Go(ticket, step, watch)
                     }
@@ -497,8 +509,9 @@ impl BlossomClient {
                     }
                 };
                 shared.settle(&mut inner);
-                begun
-            };
+                Poll::Ready(begun)
+            })
+            .await;
             let (ticket, step, watch) = match begun {
                 Begun::Go(ticket, step, watch) => (ticket, step, watch),
                 Begun::Fail(error) => break 'run Err(error),
@@ -631,7 +644,8 @@ impl BlossomClient {
         }
         let read_timeout = session.async_timeout_sock_read;
         let region = &shared.regions[endpoint];
-        let mut path = spec.path_and_query.clone();
+        // Borrowed until a redirect names another path: no copy per attempt.
+        let mut path = std::borrow::Cow::Borrowed(spec.path_and_query.as_str());
         let mut redirects = 0;
         let response = loop {
             let request = shared.build_request(region, spec, &path, is_h2);
@@ -671,7 +685,7 @@ impl BlossomClient {
                 _ if shared.config.max_redirects == 0 => Error::RedirectRefused { status },
                 (Some(next), true) if redirects < shared.config.max_redirects => {
                     redirects += 1;
-                    path = next;
+                    path = std::borrow::Cow::Owned(next);
                     continue;
                 }
                 (Some(_), true) => Error::TooManyRedirects { limit: shared.config.max_redirects },
@@ -972,6 +986,26 @@ pub(crate) async fn read_body(
                 rest.extend_from_slice(&data);
             }
         }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`BlossomClient::execute`] returns: the call's full answer, unwrapped.
+    struct FullAnswer<F> {
+        #[pin]
+        call: F,
+    }
+}
+
+impl<T, F: Future<Output = Result<Answer<T>, Error>>> Future for FullAnswer<F> {
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Poll::Ready(match std::task::ready!(self.project().call.poll(cx)) {
+            Ok(Answer::Full(value, _)) => Ok(value),
+            Ok(Answer::Stream(_)) => unreachable!("full mode reads the body"),
+            Err(error) => Err(error),
+        })
     }
 }
 

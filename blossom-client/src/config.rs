@@ -3,6 +3,7 @@
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Mutex;
 
 use pool_core::{EndpointSpec, SessionConfig};
 use serde::{Deserialize, Serialize};
@@ -306,14 +307,17 @@ impl ParsedRegion {
             return Err(bad("has no host".into()));
         }
         let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
+        http::HeaderValue::from_str(authority.as_str()).map_err(|_| bad("has an invalid host".into()))?;
+        // Static (interned): every request clones both, and a clone of a static value touches no
+        // reference count shared between the runtime's threads.
+        let interned = intern(authority.as_str());
         Ok(ParsedRegion {
             name: region.name.clone(),
             tls,
             host,
             port,
-            uri_authority: authority.clone(),
-            host_header: http::HeaderValue::from_str(authority.as_str())
-                .map_err(|_| bad("has an invalid host".into()))?,
+            uri_authority: http::uri::Authority::from_static(interned),
+            host_header: http::HeaderValue::from_static(interned),
             authority: authority.as_str().to_string(),
             prefix: uri.path().trim_end_matches('/').to_string(),
             spec: EndpointSpec { priority: region.priority, weight: region.weight },
@@ -325,9 +329,33 @@ impl ParsedRegion {
     }
 }
 
+/// The one `'static` copy of `value`, made on first use. The process keeps one copy of each
+/// distinct region authority (`host:port`) it ever configured: a few bytes each, bounded by the
+/// hosts the program names.
+fn intern(value: &str) -> &'static str {
+    static INTERNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let mut interned = INTERNED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(&known) = interned.iter().find(|known| **known == value) {
+        return known;
+    }
+    let leaked: &'static str = Box::leak(value.to_owned().into_boxed_str());
+    interned.push(leaked);
+    leaked
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_authority_is_interned_once() {
+        let first = intern("interned.example:8443");
+        let again = intern(&String::from("interned.example:8443"));
+        assert!(std::ptr::eq(first, again), "the same value gives the same static copy");
+        let other = intern("other.example:8443");
+        assert_eq!((first, other), ("interned.example:8443", "other.example:8443"));
+        assert!(!std::ptr::eq(first, other));
+    }
 
     #[test]
     fn key_is_redacted() {

@@ -17,12 +17,13 @@
 //!
 //! ```text
 //! cargo run --profile bench -p benches --bin compare -- [--quick] [--json PATH] [--only CLIENT[,CLIENT...]]
-//!     [--blossom-keep-idle] [--point PROTO:CONCURRENCY] [--rounds N] [--requests N]
+//!     [--blossom-keep-idle] [--point PROTO:CONCURRENCY] [--rounds N] [--requests N] [--workers N]
 //! ```
 //!
 //! `--only` runs the clients named (one for profiling, or a comma-separated list); `--point`
 //! only the point named (`http1:16`, `h2c:128`); `--rounds` and `--requests` override the plan
 //! (under a profiler, a fixed count of requests makes two clients' totals comparable);
+//! `--workers` sets the runtime's worker threads (default 2; 1 shows what sharing two cores costs);
 //! `--blossom-keep-idle` also sets blossom's `sync_pool_connections` to the concurrency (by default
 //! blossom keeps at most 10 idle).
 //!
@@ -514,8 +515,12 @@ fn main() {
         std::process::exit(2);
     }
 
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let workers = number("--workers").unwrap_or(2).max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let started = Instant::now();
     let results = runtime.block_on(async {
         let server = MockServer::new(1);
