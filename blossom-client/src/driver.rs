@@ -52,7 +52,10 @@ impl Sender {
     ) -> hyper::Result<http::Response<hyper::body::Incoming>> {
         match self {
             Sender::H1(s) => {
-                s.ready().await?;
+                // An idle connection from the pool is ready as a rule: no readiness future then.
+                if !s.is_ready() {
+                    s.ready().await?;
+                }
                 s.send_request(request).await
             }
             Sender::H2(s) => s.send_request(request).await,
