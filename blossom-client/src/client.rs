@@ -448,8 +448,8 @@ impl BlossomClient {
 
     /// Sends a request with retries, failover, timeouts and the body cap; reads the body and
     /// parses it with `parse` (inside the attempt, so a bad body can be retried).
-    /// A plain future over `call`'s (no `async` level of its own: the hot path's nesting is
-    /// one level shallower).
+    /// A plain future over `call`, with no `async` level of its own: the hot path nests one
+    /// level less.
     pub(crate) fn execute<'a, T>(
         &'a self,
         spec: &'a RequestSpec,
