@@ -648,7 +648,7 @@ impl BlossomClient {
         let mut path = std::borrow::Cow::Borrowed(spec.path_and_query.as_str());
         let mut redirects = 0;
         let response = loop {
-            let request = shared.build_request(region, spec, &path, is_h2);
+            let request = shared.build_request(endpoint, spec, &path, is_h2);
             let sender = &mut completion.lease.as_mut().expect("lease held").sender;
             // The read timeout runs from when the request went out (no clock read of its own).
             let bound = Watch { shared, slot: &mut completion.watch, deadline, total: session.timeout };

@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, header};
+use http::HeaderValue;
 use http_body_util::Full;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -25,6 +25,7 @@ use crate::client::{Deadline, bounded};
 use crate::config::{ApiKey, ClientConfig, DEFAULT_USER_AGENT, ParsedRegion};
 use crate::connect::{Connect, Target};
 use crate::error::{Error, TimeoutPhase};
+use crate::headers::RegionHeaders;
 use crate::stats::Recorder;
 use crate::watch::{WatchKey, Watchlist};
 
@@ -104,9 +105,8 @@ pub(crate) struct Shared {
     connector: Arc<dyn Connect>,
     pub(crate) config: ClientConfig,
     pub(crate) api_key: Option<ApiKey>,
-    /// `Bearer <key>`, marked sensitive, built once.
-    authorization: Option<HeaderValue>,
-    user_agent: HeaderValue,
+    /// Per region: the headers its requests carry, built once.
+    headers: Vec<RegionHeaders>,
     pub(crate) events: broadcast::Sender<ClientEvent>,
 }
 
@@ -164,6 +164,8 @@ impl Shared {
             }
             None => None,
         };
+        let headers =
+            regions.iter().map(|r| RegionHeaders::new(&r.host_header, &user_agent, authorization.as_ref())).collect();
         Ok(Arc::new(Shared {
             inner: Mutex::new(Inner {
                 core,
@@ -179,8 +181,7 @@ impl Shared {
             regions,
             connector,
             api_key: config.api_key.clone(),
-            authorization,
-            user_agent,
+            headers,
             config,
             events,
         }))
@@ -290,11 +291,12 @@ impl Shared {
 
     pub(crate) fn build_request(
         &self,
-        region: &ParsedRegion,
+        endpoint: usize,
         spec: &RequestSpec,
         path: &str,
         h2: bool,
     ) -> http::Request<Full<Bytes>> {
+        let region = &self.regions[endpoint];
         let mut path_and_query = String::with_capacity(region.prefix.len() + path.len());
         path_and_query.push_str(&region.prefix);
         path_and_query.push_str(path);
@@ -315,19 +317,7 @@ impl Shared {
         let mut request = http::Request::new(Full::new(spec.body.clone().unwrap_or_default()));
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = uri;
-        let headers = request.headers_mut();
-        headers.reserve(5);
-        headers.insert(header::ACCEPT, HeaderValue::from_static(spec.accept));
-        headers.insert(header::USER_AGENT, self.user_agent.clone());
-        if !h2 {
-            headers.insert(header::HOST, region.host_header.clone());
-        }
-        if let Some(content_type) = spec.content_type {
-            headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-        }
-        if let Some(value) = &self.authorization {
-            headers.insert(header::AUTHORIZATION, value.clone());
-        }
+        *request.headers_mut() = self.headers[endpoint].for_request(h2, spec.accept, spec.content_type);
         request
     }
 

@@ -45,8 +45,7 @@ async fn probe_once(shared: &Arc<Shared>, endpoint: usize) -> Result<(), Error> 
         accept: "application/json",
         idempotent: true,
     };
-    let region = &shared.regions[endpoint];
-    let request = shared.build_request(region, &spec, &spec.path_and_query, is_h2);
+    let request = shared.build_request(endpoint, &spec, &spec.path_and_query, is_h2);
     let response = completion.sender().send(request).await.map_err(|e| Error::Http { source: Box::new(e) })?;
     let status = response.status();
     completion.saw_response_head(response.headers());

@@ -22,6 +22,7 @@ mod connect;
 mod driver;
 mod endpoints;
 mod error;
+mod headers;
 mod health;
 mod inspect;
 mod sse;
