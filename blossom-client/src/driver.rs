@@ -425,7 +425,7 @@ impl Shared {
                 Ok::<_, crate::error::BoxError>((Sender::H2(sender), ConnTask::H2 { conn }))
             } else {
                 let (sender, conn) =
-                    http1::Builder::new().handshake(io).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
+                    http1::Builder::new().writev(false).handshake(io).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok((Sender::H1(sender), ConnTask::H1 { conn }))
             }
         })
