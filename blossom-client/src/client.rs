@@ -278,8 +278,10 @@ impl<'a> Completion<'a> {
     }
 
     fn finish(mut self, outcome: Outcome, reusable: bool, result: Result<(), &Error>) -> Time {
-        let mut inner = self.shared.lock();
+        // The clock is read before the lock, as `begin`'s is: the lock is held no longer than
+        // core needs it.
         let now = self.shared.now();
+        let mut inner = self.shared.lock();
         self.watch.disarm(&mut inner);
         if let Some(started) = self.call_started.take() {
             inner.recorder.finished(now.saturating_since(started), result);
@@ -316,8 +318,8 @@ impl Drop for Completion<'_> {
         if self.ticket.is_none() && self.lease.is_none() && self.watch.key.is_none() {
             return;
         }
-        let mut inner = self.shared.lock();
         let now = self.shared.now();
+        let mut inner = self.shared.lock();
         self.watch.disarm(&mut inner);
         if let Some(ticket) = self.ticket.take() {
             inner.core.abandon(now, ticket);
@@ -329,9 +331,10 @@ impl Drop for Completion<'_> {
     }
 }
 
-/// How an attempt failed and what may follow (core has heard the outcome already).
+/// How an attempt failed and what may follow (core has heard the outcome already). The error
+/// is boxed: it is large, and the attempt's result is moved on every successful request too.
 struct Failed {
-    error: Error,
+    error: Box<Error>,
     next: Next,
 }
 
@@ -355,7 +358,7 @@ enum Next {
 
 impl Failed {
     fn new(error: Error, next: Next) -> Self {
-        Failed { error, next }
+        Failed { error: Box::new(error), next }
     }
 }
 
@@ -372,7 +375,8 @@ pub(crate) enum Mode<'a, T> {
 pub(crate) enum Answer<T> {
     /// The value, and when the attempt that gave it finished.
     Full(T, Time),
-    Stream(Streaming),
+    /// Boxed: a streamed answer is large and rare, and every full answer is moved several times.
+    Stream(Box<Streaming>),
 }
 
 impl BlossomClient {
@@ -462,7 +466,7 @@ impl BlossomClient {
     /// as succeeded or failed when the stream ends (see [`Completion`]).
     pub(crate) async fn execute_streaming(&self, spec: &RequestSpec) -> Result<Streaming, Error> {
         match self.call::<()>(spec, Mode::Stream).await? {
-            Answer::Stream(streaming) => Ok(streaming),
+            Answer::Stream(streaming) => Ok(*streaming),
             Answer::Full(..) => unreachable!("stream mode hands the body over"),
         }
     }
@@ -533,7 +537,7 @@ impl BlossomClient {
                 Ok(answer) => break 'run Ok(answer),
                 Err(failed) => {
                     let now = shared.now();
-                    failures.push((endpoint, failed.error));
+                    failures.push((endpoint, *failed.error));
                     let free_stale_retry = failed.next == Next::Stale && !stale_retried;
                     let next = {
                         let mut inner = shared.lock();
@@ -699,7 +703,7 @@ impl BlossomClient {
         if status.is_success() {
             if let Mode::Stream = mode {
                 tracing_request(shared, region, status, completion_started(&completion), reused, attempt);
-                return Ok(Answer::Stream(Streaming { body, done: completion.into_owned() }));
+                return Ok(Answer::Stream(Box::new(Streaming { body, done: completion.into_owned() })));
             }
         }
         let limit = session.max_response_bytes;
@@ -847,8 +851,8 @@ fn timeout_outcome(error: &Error) -> (Option<Outcome>, Next) {
 }
 
 fn complete_failed(completion: &mut Completion<'_>, outcome: Option<Outcome>, reusable: bool) {
-    let mut inner = completion.shared.lock();
     let now = completion.shared.now();
+    let mut inner = completion.shared.lock();
     completion.watch.disarm(&mut inner);
     if let Some(ticket) = completion.ticket.take() {
         match outcome {

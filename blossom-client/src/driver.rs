@@ -424,8 +424,11 @@ impl Shared {
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok::<_, crate::error::BoxError>((Sender::H2(sender), ConnTask::H2 { conn }))
             } else {
-                let (sender, conn) =
-                    http1::Builder::new().writev(false).handshake(io).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
+                let (sender, conn) = http1::Builder::new()
+                    .writev(false)
+                    .handshake(io)
+                    .await
+                    .map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok((Sender::H1(sender), ConnTask::H1 { conn }))
             }
         })
