@@ -215,6 +215,10 @@ impl Shared {
     /// Delivers grants, closes connections core dropped, and publishes events. Call after every
     /// core call that may have changed something, with the lock held.
     pub(crate) fn settle(&self, inner: &mut Inner) {
+        // The request path's usual case, told at a glance: nothing queued, no deadline moved.
+        if !inner.dirty && !inner.core.has_output() {
+            return;
+        }
         // The clock is read only if something needs it (a grant to give back, an event).
         let mut clock = None;
         let mut now = || *clock.get_or_insert_with(|| self.now());

@@ -510,6 +510,10 @@ impl Breaker {
         self.events.pop_front()
     }
 
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Events dropped because the queue (64) was full.
     pub fn dropped_events(&self) -> u64 {
         self.dropped_events

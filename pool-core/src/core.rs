@@ -576,6 +576,16 @@ impl Core {
         breakers.chain(sizers).chain(health).chain(self.pool.poll_timeout()).min()
     }
 
+    /// Whether a grant, a close or an event waits to be polled: a driver with nothing else to
+    /// do may skip polling when this is false (the usual case after `begin` and `finish`).
+    pub fn has_output(&self) -> bool {
+        self.pool.has_output()
+            || !self.events.is_empty()
+            || self.breakers.iter().any(Breaker::has_events)
+            || self.health.has_events()
+            || self.sizers.iter().flatten().any(Sizer::has_events)
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         if let Some(event) = self.events.pop_front() {

@@ -455,6 +455,10 @@ impl HealthTracker {
         self.events.queue.pop_front()
     }
 
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.queue.is_empty()
+    }
+
     /// Events dropped because the queue (64) was full.
     pub fn dropped_events(&self) -> u64 {
         self.events.dropped

@@ -584,6 +584,10 @@ impl Pool {
         self.grants.pop_front()
     }
 
+    pub(crate) fn has_output(&self) -> bool {
+        !self.grants.is_empty() || !self.closes.is_empty()
+    }
+
     /// The next connection the driver must close (the pool already forgot it).
     pub fn poll_close(&mut self) -> Option<(ConnId, CloseReason)> {
         self.closes.pop_front()

@@ -489,6 +489,10 @@ impl Sizer {
         self.events.pop_front()
     }
 
+    pub(crate) fn has_events(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// Events dropped because the queue was full.
     pub fn dropped_events(&self) -> u64 {
         self.dropped_events

@@ -266,9 +266,13 @@ impl Model {
         Ok(())
     }
 
-    /// Hands out pool grants, drops closes and events.
-    fn drain(&mut self) {
+    /// Hands out pool grants, drops closes and events; checks `has_output` told whether any
+    /// were there.
+    fn drain(&mut self) -> Result<(), TestCaseError> {
+        let announced = self.core.has_output();
+        let mut polled = 0;
         while let Some((waiter, grant)) = self.core.pool_mut().poll_grant() {
+            polled += 1;
             let Some(pos) = self.attempts.iter().position(|(_, c)| matches!(c, Conn::Waiting(w) if *w == waiter))
             else {
                 continue;
@@ -286,8 +290,14 @@ impl Model {
                 }
             }
         }
-        while self.core.pool_mut().poll_close().is_some() {}
-        while self.core.poll_event().is_some() {}
+        while self.core.pool_mut().poll_close().is_some() {
+            polled += 1;
+        }
+        while self.core.poll_event().is_some() {
+            polled += 1;
+        }
+        prop_assert_eq!(announced, polled > 0, "has_output said {}, {} polled", announced, polled);
+        Ok(())
     }
 
     fn timeout(&mut self) {
@@ -357,7 +367,7 @@ impl Model {
                 }
             }
         }
-        self.drain();
+        self.drain()?;
         self.check_invariants()
     }
 
@@ -380,11 +390,11 @@ impl Model {
     fn wind_down(&mut self) -> Result<(), TestCaseError> {
         while let Some(i) = self.attempts.iter().position(|(_, c)| matches!(c, Conn::Ready(_))) {
             self.finish(i, Outcome::Success);
-            self.drain();
+            self.drain()?;
         }
         while !self.attempts.is_empty() {
             self.abandon(0)?;
-            self.drain();
+            self.drain()?;
         }
         self.check_invariants()?;
         prop_assert_eq!(self.core.in_flight(), 0);
