@@ -191,12 +191,13 @@ impl Router {
         e.in_flight = e.in_flight.saturating_add(1);
     }
 
-    /// A request to `endpoint` ended; `rtt` feeds the Peak-EWMA estimate (None skips it, e.g. on cancel).
+    /// A request to `endpoint` ended; `rtt` feeds the Peak-EWMA estimate (None skips it, e.g. on
+    /// cancel). Only the least-loaded strategy reads the estimate, so only it keeps one.
     pub fn on_finish(&mut self, now: Time, endpoint: usize, rtt: Option<Duration>) {
         let decay_ns = self.decay_ns;
         let e = &mut self.endpoints[endpoint];
         e.in_flight = e.in_flight.saturating_sub(1);
-        let Some(rtt) = rtt else { return };
+        let Some(rtt) = rtt.filter(|_| self.strategy == Strategy::LeastLoaded) else { return };
         let sample = u64::try_from(rtt.as_nanos()).unwrap_or(u64::MAX) as f64;
         e.rtt_ns = match e.sampled_at {
             // A peak is taken at once; otherwise decay toward the sample by elapsed time.
@@ -216,7 +217,7 @@ impl Router {
 
     /// Least-loaded cost in nanoseconds: RTT estimate x (in flight + 1). The estimate decays
     /// toward zero while no sample comes, so a shunned endpoint is tried again (as tower does).
-    ///
+    /// Under another strategy no sample is kept, and the estimate stays at `default_rtt`.
     pub fn cost(&self, now: Time, endpoint: usize) -> f64 {
         let e = &self.endpoints[endpoint];
         let estimate = match e.sampled_at {
@@ -374,6 +375,18 @@ mod tests {
         assert!(c[1] == 0 && c[0] < 140 && c[2] > 160, "{c:?}");
         // Only one ready: it is picked whatever it costs.
         assert_eq!(picks(&mut r, 3, &[Unavailable, Ready, Unavailable]), [1, 1, 1]);
+    }
+
+    #[test]
+    fn only_least_loaded_keeps_an_rtt_estimate() {
+        for (strategy, kept) in [(LeastLoaded, true), (RoundRobin, false), (Random, false), (PrimaryBackup, false)] {
+            let mut r = router(strategy, &[(0, 1)], 1);
+            r.on_start(0);
+            r.on_finish(secs(1), 0, Some(Duration::from_millis(100)));
+            let expected = if kept { 100e6 } else { 30e6 };
+            assert_eq!(r.cost(secs(1), 0), expected, "{strategy:?}");
+            assert_eq!(r.in_flight(0), 0, "{strategy:?}: the count is kept either way");
+        }
     }
 
     #[test]
