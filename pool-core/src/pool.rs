@@ -879,6 +879,10 @@ impl Pool {
 
     /// Serves waiters, oldest first across endpoints, while anything is free.
     fn dispatch(&mut self, now: Time) {
+        // The usual case on release: nobody waits (`check_invariants` holds `waiting_total` to the queues).
+        if self.waiting_total == 0 {
+            return;
+        }
         loop {
             let mut order: Option<(usize, WaiterId)> = None;
             let mut served = false;
