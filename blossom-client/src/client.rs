@@ -916,6 +916,10 @@ fn path_only(path_and_query: &str) -> &str {
 
 /// Whether a response says the server closes the connection after it.
 fn announces_close(headers: &HeaderMap) -> bool {
+    // A response has a handful of headers: comparing their names costs less than hashing one.
+    if !headers.keys().any(|name| name == header::CONNECTION) {
+        return false;
+    }
     headers
         .get_all(header::CONNECTION)
         .iter()
