@@ -22,9 +22,14 @@ async fn silent_server() -> turmoil::Result {
 
 /// The phase a call timed out in, and when (simulated time since the call began).
 fn timed_out(read: Duration, total: Duration) -> (TimeoutPhase, Duration) {
+    // Seeded, with a fixed link latency: turmoil's default draws up to 100 ms per message from
+    // an unseeded generator, which made the time this test measures differ run to run.
     let mut sim = turmoil::Builder::new()
         .simulation_duration(Duration::from_secs(60))
         .tick_duration(Duration::from_millis(1))
+        .rng_seed(7)
+        .min_message_latency(Duration::from_millis(1))
+        .max_message_latency(Duration::from_millis(1))
         .build();
     sim.host("silent", silent_server);
     let outcome = std::sync::Arc::new(std::sync::Mutex::new(None));
@@ -57,13 +62,16 @@ fn timed_out(read: Duration, total: Duration) -> (TimeoutPhase, Duration) {
 fn a_read_timeout_fires_at_its_deadline_not_at_the_next_tick() {
     let (phase, took) = timed_out(Duration::from_millis(200), Duration::from_secs(30));
     assert_eq!(phase, TimeoutPhase::Read);
-    // Connecting takes a few simulated milliseconds; the background tick would be at 1 s.
-    assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(260), "took {took:?}");
+    // Connecting takes a simulated millisecond (the link's fixed latency); the background tick
+    // would be at 1 s.
+    assert!(took >= Duration::from_millis(200) && took < Duration::from_millis(210), "took {took:?}");
+    // Same seed, same simulated time.
+    assert_eq!(timed_out(Duration::from_millis(200), Duration::from_secs(30)), (phase, took));
 }
 
 #[test]
 fn the_call_deadline_bounds_the_read_when_it_comes_first() {
     let (phase, took) = timed_out(Duration::from_secs(10), Duration::from_millis(300));
     assert_eq!(phase, TimeoutPhase::Total);
-    assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(360), "took {took:?}");
+    assert!(took >= Duration::from_millis(300) && took < Duration::from_millis(310), "took {took:?}");
 }
