@@ -1,6 +1,6 @@
 //! The client's whole request path against a loopback mock server: `text().generate` over a
-//! warm HTTP/1.1 connection and over h2c, one request at a time, from a task of the runtime. The comparison with other clients
-//! under concurrency is the `compare` binary (`cargo xtask bench`).
+//! warm HTTP/1.1 connection and over h2c, one request at a time, from a task of the runtime. The
+//! comparison with other clients under concurrency is the `compare` binary (`cargo xtask bench`).
 
 use std::hint::black_box;
 

@@ -278,16 +278,27 @@ impl<'a> Completion<'a> {
     }
 
     fn finish(mut self, outcome: Outcome, reusable: bool, result: Result<(), &Error>) -> Time {
+        self.end(Some(outcome), reusable, Some(result))
+    }
+
+    /// Ends the attempt under one lock: disarms its deadline, tells core `outcome` (`None`:
+    /// abandoned), gives the connection back, and counts a streamed call as `call` says.
+    /// Returns the time read for it.
+    fn end(&mut self, outcome: Option<Outcome>, reusable: bool, call: Option<Result<(), &Error>>) -> Time {
         // The clock is read before the lock, as `begin`'s is: the lock is held no longer than
         // core needs it.
         let now = self.shared.now();
         let mut inner = self.shared.lock();
         self.watch.disarm(&mut inner);
-        if let Some(started) = self.call_started.take() {
+        if let (Some(result), Some(started)) = (call, self.call_started) {
+            self.call_started = None;
             inner.recorder.finished(now.saturating_since(started), result);
         }
         if let Some(ticket) = self.ticket.take() {
-            inner.core.finish(now, ticket, outcome);
+            match outcome {
+                Some(outcome) => inner.core.finish(now, ticket, outcome),
+                None => inner.core.abandon(now, ticket),
+            }
         }
         if let Some(lease) = self.lease.take() {
             self.shared.release(&mut inner, lease, reusable && self.keep_alive, now);
@@ -315,19 +326,9 @@ impl<'a> Completion<'a> {
 
 impl Drop for Completion<'_> {
     fn drop(&mut self) {
-        if self.ticket.is_none() && self.lease.is_none() && self.watch.key.is_none() {
-            return;
+        if self.ticket.is_some() || self.lease.is_some() || self.watch.key.is_some() {
+            self.end(None, false, None);
         }
-        let now = self.shared.now();
-        let mut inner = self.shared.lock();
-        self.watch.disarm(&mut inner);
-        if let Some(ticket) = self.ticket.take() {
-            inner.core.abandon(now, ticket);
-        }
-        if let Some(lease) = self.lease.take() {
-            self.shared.release(&mut inner, lease, false, now);
-        }
-        self.shared.settle(&mut inner);
     }
 }
 
@@ -851,19 +852,7 @@ fn timeout_outcome(error: &Error) -> (Option<Outcome>, Next) {
 }
 
 fn complete_failed(completion: &mut Completion<'_>, outcome: Option<Outcome>, reusable: bool) {
-    let now = completion.shared.now();
-    let mut inner = completion.shared.lock();
-    completion.watch.disarm(&mut inner);
-    if let Some(ticket) = completion.ticket.take() {
-        match outcome {
-            Some(outcome) => inner.core.finish(now, ticket, outcome),
-            None => inner.core.abandon(now, ticket),
-        }
-    }
-    if let Some(lease) = completion.lease.take() {
-        completion.shared.release(&mut inner, lease, reusable && completion.keep_alive, now);
-    }
-    completion.shared.settle(&mut inner);
+    completion.end(outcome, reusable, None);
 }
 
 fn completion_started(completion: &Completion<'_>) -> Time {
@@ -934,7 +923,7 @@ fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
         return Some(location.strip_prefix(region.prefix.as_str()).unwrap_or(location).to_string());
     }
     let uri: http::Uri = location.parse().ok()?;
-    if uri.scheme_str() != Some(region.scheme()) || uri.authority()?.as_str() != region.authority {
+    if uri.scheme_str() != Some(region.scheme()) || uri.authority()?.as_str() != region.uri_authority.as_str() {
         return None;
     }
     let path = uri.path_and_query()?.as_str();

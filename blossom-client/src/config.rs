@@ -10,9 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// The `User-Agent` sent unless configured otherwise.
-pub(crate) const DEFAULT_USER_AGENT: &str = concat!("blossom/", env!("CARGO_PKG_VERSION"));
-
 /// The default base URL.
 pub const DEFAULT_BASE_URL: &str = "https://gen.pollinations.ai";
 
@@ -117,7 +114,7 @@ impl Default for ClientConfig {
             http2_prior_knowledge: false,
             health_check_path: "/v1/models".to_string(),
             max_redirects: 0,
-            user_agent: DEFAULT_USER_AGENT.to_string(),
+            user_agent: concat!("blossom/", env!("CARGO_PKG_VERSION")).to_string(),
         }
     }
 }
@@ -271,11 +268,9 @@ pub(crate) struct ParsedRegion {
     pub(crate) tls: bool,
     pub(crate) host: String,
     pub(crate) port: u16,
-    /// `host` or `host:port`, for the Host header and h2 `:authority`.
-    pub(crate) authority: String,
     /// Path prefix without a trailing slash ("" for none).
     pub(crate) prefix: String,
-    /// The authority, parsed once, for HTTP/2's absolute URIs.
+    /// `host` or `host:port`, parsed once: HTTP/2's `:authority`, redirects, the `Host` header.
     pub(crate) uri_authority: http::uri::Authority,
     /// The Host header, built once.
     pub(crate) host_header: http::HeaderValue,
@@ -318,7 +313,6 @@ impl ParsedRegion {
             port,
             uri_authority: http::uri::Authority::from_static(interned),
             host_header: http::HeaderValue::from_static(interned),
-            authority: authority.as_str().to_string(),
             prefix: uri.path().trim_end_matches('/').to_string(),
             spec: EndpointSpec { priority: region.priority, weight: region.weight },
         })
@@ -330,9 +324,9 @@ impl ParsedRegion {
 }
 
 /// The one `'static` copy of `value`, made on first use. The process keeps one copy of each
-/// distinct region authority (`host:port`) it ever configured: a few bytes each, bounded by the
-/// hosts the program names.
-fn intern(value: &str) -> &'static str {
+/// distinct region authority (`host:port`) and user agent it ever configured: a few bytes each,
+/// bounded by what the program names.
+pub(crate) fn intern(value: &str) -> &'static str {
     static INTERNED: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
     let mut interned = INTERNED.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     if let Some(&known) = interned.iter().find(|known| **known == value) {
@@ -419,6 +413,6 @@ mod tests {
             assert!(!err.contains("sk_1"), "{err}");
         }
         let r = ParsedRegion::parse(&Region::new("r", DEFAULT_BASE_URL), 0).unwrap();
-        assert_eq!((r.port, r.tls, r.authority.as_str()), (443, true, "gen.pollinations.ai"));
+        assert_eq!((r.port, r.tls, r.uri_authority.as_str()), (443, true, "gen.pollinations.ai"));
     }
 }

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, broadcast, oneshot};
 
 use crate::api::RequestSpec;
 use crate::client::{Deadline, bounded};
-use crate::config::{ApiKey, ClientConfig, DEFAULT_USER_AGENT, ParsedRegion};
+use crate::config::{ApiKey, ClientConfig, ParsedRegion, intern};
 use crate::connect::{Connect, Target};
 use crate::error::{Error, TimeoutPhase};
 use crate::headers::RegionHeaders;
@@ -145,15 +145,12 @@ impl Shared {
         }
         let total = config.session.async_limit_total as usize;
         let (events, _) = broadcast::channel(1024);
-        // The default is static: cloning it per request touches no shared reference count.
-        let user_agent = if config.user_agent == DEFAULT_USER_AGENT {
-            HeaderValue::from_static(DEFAULT_USER_AGENT)
-        } else {
-            HeaderValue::from_str(&config.user_agent).map_err(|_| Error::Config {
-                field: "user_agent".into(),
-                problem: "must be a valid header value".into(),
-            })?
-        };
+        HeaderValue::from_str(&config.user_agent).map_err(|_| Error::Config {
+            field: "user_agent".into(),
+            problem: "must be a valid header value".into(),
+        })?;
+        // Static (interned), as the region's authority is: every request clones it.
+        let user_agent = HeaderValue::from_static(intern(&config.user_agent));
         let authorization = match &config.api_key {
             Some(key) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {

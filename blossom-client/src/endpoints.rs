@@ -195,7 +195,7 @@ impl ImageApi<'_> {
     /// carries the API key).
     pub fn url(&self, prompt: &str, options: &ImageOptions) -> Result<String, Error> {
         let region = &self.client.shared.regions[0];
-        let base = format!("{}://{}{}", region.scheme(), region.authority, region.prefix);
+        let base = format!("{}://{}{}", region.scheme(), region.uri_authority, region.prefix);
         image_url(&base, prompt, options)
     }
 
