@@ -249,8 +249,9 @@ impl<'a> Completion<'a> {
         }
     }
 
-    /// The same completion, free of the call's borrow (a streamed body outlives the call).
-    fn into_owned(mut self) -> Completion<'static> {
+    /// The attempt moved out to a completion free of the call's borrow (a streamed body outlives
+    /// the call); this one is left empty.
+    fn take_owned(&mut self) -> Completion<'static> {
         Completion {
             shared: SharedRef::Owned(Arc::clone(&self.shared)),
             ticket: self.ticket.take(),
@@ -491,7 +492,7 @@ impl BlossomClient {
             let now = clock.take().unwrap_or_else(|| shared.now());
             // Begun inside `poll_fn` for the task's waker: an attempt sent at once arms its read
             // deadline under this lock, and the waker is lent, not cloned.
-            let begun = std::future::poll_fn(|cx| {
+            let (endpoint, mut completion, step) = match std::future::poll_fn(|cx| {
                 let mut inner = shared.lock();
                 if !counted {
                     // Counted under the lock `begin` takes anyway: one lock less per call.
@@ -516,9 +517,11 @@ impl BlossomClient {
                 shared.settle(&mut inner);
                 Poll::Ready(begun)
             })
-            .await;
-            let (ticket, step, watch) = match begun {
-                Begun::Go(ticket, step, watch) => (ticket, step, watch),
+            .await
+            {
+                // Held here and lent to the attempt: an argument moved into an async fn is
+                // stored twice.
+                Begun::Go(ticket, step, watch) => (ticket.endpoint(), Completion::attempt(shared, ticket, watch), step),
                 Begun::Fail(error) => break 'run Err(error),
                 Begun::Wait(until, reason) => {
                     if until >= deadline {
@@ -531,10 +534,8 @@ impl BlossomClient {
                     continue;
                 }
             };
-            let endpoint = ticket.endpoint();
             let attempt_number = request.attempt;
-            let completion = Completion::attempt(shared, ticket, watch);
-            match self.attempt(endpoint, step, spec, mode, deadline, completion, attempt_number).await {
+            match self.attempt(endpoint, step, spec, mode, deadline, &mut completion, attempt_number).await {
                 Ok(answer) => break 'run Ok(answer),
                 Err(failed) => {
                     let now = shared.now();
@@ -605,40 +606,37 @@ impl BlossomClient {
         spec: &RequestSpec,
         mode: &Mode<'_, T>,
         deadline: Time,
-        mut completion: Completion<'_>,
+        completion: &mut Completion<'_>,
         attempt: u32,
     ) -> Result<Answer<T>, Failed> {
         let shared = &self.shared;
         let session = &shared.config.session;
         // The call's deadline on tokio's clock, for the slow paths' timers only.
         let call = || Deadline { at: shared.instant(deadline), total: session.timeout };
-        let admitted = completion_started(&completion);
+        let admitted = completion_started(completion);
         let pool_deadline = deadline.min(admitted + session.pool_timeout);
         // A connection taken at `begin` is used at once; waiting or connecting is the slow path,
         // boxed so its large future does not weigh on every request's.
-        let acquired = match step {
-            Step::Ready(conn, sender) => Ok(Lease { conn, sender, reused: true, waited: Duration::ZERO }),
-            step => Box::pin(shared.acquire(endpoint, step, pool_deadline, Some(call()))).await,
-        };
-        let lease = match acquired {
-            Ok(lease) => lease,
-            Err(error) => {
-                let (outcome, next) = match &error {
-                    Error::Connect { .. } => (Some(Outcome::Failure), Next::Backoff),
-                    Error::Timeout { .. } => timeout_outcome(&error),
-                    _ => (None, Next::Stop),
-                };
-                complete_failed(&mut completion, outcome, false);
-                return Err(Failed::new(error, next));
-            }
-        };
-        if !lease.waited.is_zero() {
-            shared.lock().recorder.waited(lease.waited);
+        let lease = completion.lease.insert(match step {
+            Step::Ready(conn, sender) => Lease { conn, sender, reused: true, waited: Duration::ZERO },
+            step => match Box::pin(shared.acquire(endpoint, step, pool_deadline, Some(call()))).await {
+                Ok(lease) => lease,
+                Err(error) => {
+                    let (outcome, next) = match &error {
+                        Error::Connect { .. } => (Some(Outcome::Failure), Next::Backoff),
+                        Error::Timeout { .. } => timeout_outcome(&error),
+                        _ => (None, Next::Stop),
+                    };
+                    complete_failed(completion, outcome, false);
+                    return Err(Failed::new(error, next));
+                }
+            },
+        });
+        let (reused, waited, is_h2) = (lease.reused, lease.waited, lease.sender.is_h2());
+        if !waited.is_zero() {
+            shared.lock().recorder.waited(waited);
         }
-        let reused = lease.reused;
-        let is_h2 = lease.sender.is_h2();
-        let queued_or_connected = !reused || !lease.waited.is_zero();
-        completion.lease = Some(lease);
+        let queued_or_connected = !reused || !waited.is_zero();
         let mut sent_at = completion.ticket.map_or(admitted, |t| t.sent());
         if queued_or_connected {
             // Round trips are learnt from when the request went out, not from admission.
@@ -652,7 +650,7 @@ impl BlossomClient {
         // Borrowed until a redirect names another path: no copy per attempt.
         let mut path = std::borrow::Cow::Borrowed(spec.path_and_query.as_str());
         let mut redirects = 0;
-        let response = loop {
+        let (parts, mut body) = loop {
             let request = shared.build_request(endpoint, spec, &path, is_h2);
             let sender = &mut completion.lease.as_mut().expect("lease held").sender;
             // The read timeout runs from when the request went out (no clock read of its own).
@@ -660,15 +658,15 @@ impl BlossomClient {
             let response = match bound.wait(sender.send(request), Some(sent_at), read_timeout).await {
                 Err(error) => {
                     let (outcome, next) = timeout_outcome(&error);
-                    complete_failed(&mut completion, outcome, false);
+                    complete_failed(completion, outcome, false);
                     return Err(Failed::new(error, next));
                 }
                 Ok(Err(e)) if reused => {
-                    complete_failed(&mut completion, None, false);
+                    complete_failed(completion, None, false);
                     return Err(Failed::new(Error::Http { source: Box::new(e) }, Next::Stale));
                 }
                 Ok(Err(e)) => {
-                    complete_failed(&mut completion, Some(Outcome::Failure), false);
+                    complete_failed(completion, Some(Outcome::Failure), false);
                     return Err(Failed::new(Error::Http { source: Box::new(e) }, Next::Backoff));
                 }
                 Ok(Ok(response)) => response,
@@ -678,13 +676,15 @@ impl BlossomClient {
                 completion.saw_response_head(response.headers());
             }
             if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
-                break response;
+                break response.into_parts();
             }
             let status = response.status().as_u16();
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let mut body = response.into_body();
             // Drain the redirect body so the connection can carry the next request.
-            let drained = read_body(&mut body, 64 * 1024, read_timeout, BodyBound::Timer(Some(call()))).await.is_ok();
+            // Boxed: a redirect is rare, and its drain would widen every request's future.
+            let drain = Box::pin(read_body(&mut body, 64 * 1024, read_timeout, BodyBound::Timer(Some(call()))));
+            let drained = drain.await.is_ok();
             let same_region = location.as_deref().and_then(|l| same_region_path(region, l));
             let error = match (same_region, drained) {
                 _ if shared.config.max_redirects == 0 => Error::RedirectRefused { status },
@@ -696,22 +696,21 @@ impl BlossomClient {
                 (Some(_), true) => Error::TooManyRedirects { limit: shared.config.max_redirects },
                 _ => Error::RedirectRefused { status },
             };
-            complete_failed(&mut completion, Some(Outcome::Ignored), drained);
+            complete_failed(completion, Some(Outcome::Ignored), drained);
             return Err(Failed::new(error, Next::Stop));
         };
-        let status = response.status();
-        let (parts, mut body) = response.into_parts();
+        let status = parts.status;
         if status.is_success() {
             if let Mode::Stream = mode {
-                tracing_request(shared, region, status, completion_started(&completion), reused, attempt);
-                return Ok(Answer::Stream(Box::new(Streaming { body, done: completion.into_owned() })));
+                tracing_request(shared, region, status, completion_started(completion), reused, attempt);
+                return Ok(Answer::Stream(Box::new(Streaming { body, done: completion.take_owned() })));
             }
         }
         let limit = session.max_response_bytes;
         // hyper knows a declared length (it checked `Content-Length`): no header lookup.
         if let Some(length) = http_body::Body::size_hint(&body).upper() {
             if length > limit {
-                complete_failed(&mut completion, Some(Outcome::Ignored), false);
+                complete_failed(completion, Some(Outcome::Ignored), false);
                 return Err(Failed::new(Error::BodyTooLarge { limit_bytes: limit }, Next::Stop));
             }
         }
@@ -719,21 +718,21 @@ impl BlossomClient {
         let bytes = match read_body(&mut body, limit, read_timeout, BodyBound::Watch(bound)).await {
             Ok(bytes) => bytes,
             Err(BodyFailure::TooLarge) => {
-                complete_failed(&mut completion, Some(Outcome::Ignored), false);
+                complete_failed(completion, Some(Outcome::Ignored), false);
                 return Err(Failed::new(Error::BodyTooLarge { limit_bytes: limit }, Next::Stop));
             }
             Err(BodyFailure::Timeout(error)) => {
                 let (outcome, next) = timeout_outcome(&error);
-                complete_failed(&mut completion, outcome, false);
+                complete_failed(completion, outcome, false);
                 return Err(Failed::new(error, next));
             }
             Err(BodyFailure::Broken(source)) => {
                 let error = Error::Stream { what: "the response body broke off".into(), source: Some(source) };
-                complete_failed(&mut completion, Some(Outcome::Failure), false);
+                complete_failed(completion, Some(Outcome::Failure), false);
                 return Err(Failed::new(error, Next::Backoff));
             }
         };
-        tracing_request(shared, region, status, completion_started(&completion), reused, attempt);
+        tracing_request(shared, region, status, completion_started(completion), reused, attempt);
         if status.is_success() {
             let Mode::Full(parse) = mode else { unreachable!("a streamed 2xx returned above") };
             let parsed = if bytes.is_empty() {
@@ -744,7 +743,7 @@ impl BlossomClient {
             return match parsed {
                 Ok(value) => {
                     completion.call_started = Some(deadline - session.timeout);
-                    let finished = completion.complete(Outcome::Success, true);
+                    let finished = completion.end(Some(Outcome::Success), true, Some(Ok(())));
                     Ok(Answer::Full(value, finished))
                 }
                 Err(error) => {
@@ -754,7 +753,7 @@ impl BlossomClient {
                     } else {
                         (Outcome::Ignored, Next::Stop)
                     };
-                    complete_failed(&mut completion, Some(outcome), true);
+                    complete_failed(completion, Some(outcome), true);
                     Err(Failed::new(error, next))
                 }
             };
@@ -772,7 +771,7 @@ impl BlossomClient {
             ApiErrorKind::Upstream => (Outcome::Failure, Next::Stop),
             _ => (Outcome::Ignored, Next::Stop),
         };
-        completion.complete(outcome, true);
+        completion.end(Some(outcome), true, Some(Ok(())));
         Err(Failed::new(Error::Api(api), next))
     }
 
@@ -957,7 +956,10 @@ pub(crate) async fn read_body(
             return Ok(done(first, rest));
         }
         let next = match &mut bound {
-            BodyBound::Timer(deadline) => bounded(*deadline, read_timeout, TimeoutPhase::Read, body.frame()).await,
+            // Boxed: the timer's future would double the size of the watched (hot) one.
+            BodyBound::Timer(deadline) => {
+                Box::pin(bounded(*deadline, read_timeout, TimeoutPhase::Read, body.frame())).await
+            }
             BodyBound::Watch(watch) => watch.reborrow().wait(body.frame(), None, read_timeout).await,
         };
         let frame = match next {

@@ -47,19 +47,22 @@ impl Sender {
         matches!(self, Sender::H2(_))
     }
 
-    pub(crate) async fn send(
+    /// Sends `request`. hyper takes it at once; the future only waits for the response, so it
+    /// holds no copy of the request (an `async fn` would keep one in its state).
+    pub(crate) fn send(
         &mut self,
         request: http::Request<Full<Bytes>>,
-    ) -> hyper::Result<http::Response<hyper::body::Incoming>> {
+    ) -> impl Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + '_ {
+        use futures_util::future::Either;
         match self {
-            Sender::H1(s) => {
-                // An idle connection from the pool is ready as a rule: no readiness future then.
-                if !s.is_ready() {
-                    s.ready().await?;
-                }
+            // An idle connection from the pool is ready as a rule; waiting for it is the slow
+            // path, boxed.
+            Sender::H1(s) if s.is_ready() => Either::Left(Either::Left(s.send_request(request))),
+            Sender::H1(s) => Either::Left(Either::Right(Box::pin(async move {
+                s.ready().await?;
                 s.send_request(request).await
-            }
-            Sender::H2(s) => s.send_request(request).await,
+            }))),
+            Sender::H2(s) => Either::Right(s.send_request(request)),
         }
     }
 }
