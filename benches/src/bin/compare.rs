@@ -10,7 +10,9 @@
 //! `requests` measured ones; the server's accepted-connection counter is read before, between and
 //! after. The clients run interleaved, round after round, in an order that rotates each round, so
 //! drift on a noisy machine hits all alike; the figures reported are medians over the rounds, and
-//! `vs raw, paired` is the median of each round's ratio to raw (the steadier of the two ratios).
+//! `vs raw, paired` is the median of each round's ratio to raw (the steadier of the two ratios),
+//! with a distribution-free 95 % interval for it: a target inside the interval is one the rounds
+//! cannot tell met from missed.
 //!
 //! Server and clients share one multi-thread tokio runtime with 2 workers, as they share the
 //! machine's 2 cores: what the server costs is paid by every client alike.
@@ -568,6 +570,7 @@ fn main() {
                 "vs_raw": if raw_rps > 0.0 { json!(((rps / raw_rps) * 1000.0).round() / 1000.0) } else { json!(null) },
                 "vs_raw_paired": paired_vs_raw(&results[p][0], runs),
                 "vs_raw_paired_quartiles": quartiles_vs_raw(&results[p][0], runs),
+                "vs_raw_paired_ci95": interval_vs_raw(&results[p][0], runs),
                 "p50_us": (pick(|r| r.p50_us) * 10.0).round() / 10.0,
                 "p99_us": (pick(|r| r.p99_us) * 10.0).round() / 10.0,
                 "p999_us": (pick(|r| r.p999_us) * 10.0).round() / 10.0,
@@ -667,6 +670,35 @@ fn quartiles_vs_raw(raw: &[Run], runs: &[Run]) -> Option<[f64; 3]> {
     Some([round(at(0.25)), round(median(ratios.clone())), round(at(0.75))])
 }
 
+/// The 95 % interval of the paired median (see [`median_interval`]): the ratio the rounds
+/// can tell apart from it.
+fn interval_vs_raw(raw: &[Run], runs: &[Run]) -> Option<[f64; 2]> {
+    if raw.len() != runs.len() {
+        return None;
+    }
+    let mut ratios: Vec<f64> = raw.iter().zip(runs).map(|(r, c)| c.rps / r.rps).collect();
+    ratios.sort_by(f64::total_cmp);
+    let round = |v: f64| (v * 1000.0).round() / 1000.0;
+    median_interval(&ratios).map(|[low, high]| [round(low), round(high)])
+}
+
+/// A distribution-free 95 % confidence interval for the median of `sorted`: its `k`-th smallest
+/// and `k`-th largest values, for the largest `k` at which fewer than `k` of `n` fair coin flips
+/// come up heads with probability at most 2.5 %. `None` below 6 values, where no `k` does.
+fn median_interval(sorted: &[f64]) -> Option<[f64; 2]> {
+    let n = sorted.len();
+    // P(heads < k) for k = 1, 2, ...: the binomial tail, summed term by term.
+    let mut term = 0.5f64.powi(n as i32); // P(heads = 0)
+    let mut below = 0.0;
+    let mut k = 0;
+    while k < n / 2 && below + term <= 0.025 {
+        below += term;
+        k += 1;
+        term *= (n - k + 1) as f64 / k as f64;
+    }
+    (k > 0).then(|| [sorted[k - 1], sorted[n - k]])
+}
+
 /// A median count: an integer unless it falls between two.
 fn count(median: f64) -> serde_json::Value {
     if median.fract() == 0.0 { json!(median as u64) } else { json!(median) }
@@ -679,12 +711,16 @@ fn print_table(rows: &[serde_json::Value], plan: &Plan) {
         plan.requests, plan.rounds
     );
     println!(
-        "| client | proto | concurrency | req/s | vs raw | vs raw, paired | p50 µs | p99 µs | p99.9 µs | conns cold | conns measured |"
+        "| client | proto | concurrency | req/s | vs raw | vs raw, paired | paired, 95 % interval | p50 µs | p99 µs | p99.9 µs | conns cold | conns measured |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
+        let interval = match (row["vs_raw_paired_ci95"][0].as_f64(), row["vs_raw_paired_ci95"][1].as_f64()) {
+            (Some(low), Some(high)) => format!("{low:.3}–{high:.3}"),
+            _ => "-".to_string(),
+        };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {interval} | {} | {} | {} | {} | {} |",
             row["client"].as_str().unwrap_or("?"),
             row["proto"].as_str().unwrap_or("?"),
             row["concurrency"],
@@ -699,4 +735,25 @@ fn print_table(rows: &[serde_json::Value], plan: &Plan) {
         );
     }
     println!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sorted(n: usize) -> Vec<f64> {
+        (1..=n).map(|i| i as f64).collect()
+    }
+
+    #[test]
+    fn the_median_interval_takes_the_order_statistics_the_binomial_tail_allows() {
+        // Published values for a 95 % interval: n = 25 takes the 8th smallest and the 8th
+        // largest (P(X <= 7) = 2.16 %, P(X <= 8) = 5.39 %), n = 10 the 2nd, n = 6 the extremes.
+        assert_eq!(median_interval(&sorted(25)), Some([8.0, 18.0]));
+        assert_eq!(median_interval(&sorted(10)), Some([2.0, 9.0]));
+        assert_eq!(median_interval(&sorted(6)), Some([1.0, 6.0]));
+        // Five rounds cannot give 95 %: even their extremes cover only 93.75 %.
+        assert_eq!(median_interval(&sorted(5)), None);
+        assert_eq!(median_interval(&[]), None);
+    }
 }
