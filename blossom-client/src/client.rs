@@ -951,10 +951,6 @@ pub(crate) async fn read_body(
     let done =
         |first: Option<Bytes>, rest: BytesMut| if rest.is_empty() { first.unwrap_or_default() } else { rest.freeze() };
     loop {
-        if body.is_end_stream() {
-            // The last frame said so: no need for another timed poll.
-            return Ok(done(first, rest));
-        }
         let next = match &mut bound {
             // Boxed: the timer's future would double the size of the watched (hot) one.
             BodyBound::Timer(deadline) => {
@@ -984,6 +980,12 @@ pub(crate) async fn read_body(
                 }
                 rest.extend_from_slice(&data);
             }
+        }
+        // Asked only after data: before the first frame it costs an HTTP/2 body a lock on the
+        // connection's stream table, and an empty body ends at the first poll anyway.
+        if body.is_end_stream() {
+            // The last frame said so: no need for another timed poll.
+            return Ok(done(first, rest));
         }
     }
 }
