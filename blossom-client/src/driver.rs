@@ -72,6 +72,10 @@ struct Entry {
     id: ConnId,
     /// `None` while an HTTP/1 connection is lent to a request.
     sender: Option<Sender>,
+    /// HTTP/2 senders that finished requests gave back, lent again before a new clone is made:
+    /// a clone and its drop are atomic writes to lines the connection's task shares. At most
+    /// as many as requests ran at once on the connection.
+    spares: Vec<http2::SendRequest<Full<Bytes>>>,
 }
 
 /// State under the lock.
@@ -457,7 +461,7 @@ impl Shared {
             Sender::H1(s) => (None, Some(Sender::H1(s))),
         };
         if let Some(slot) = inner.conns.get_mut(id.index() as usize) {
-            *slot = Some(Entry { id, sender: stored });
+            *slot = Some(Entry { id, sender: stored, spares: Vec::new() });
         }
         self.settle(&mut inner);
         Ok(lent)
@@ -500,15 +504,21 @@ impl Shared {
     pub(crate) fn release(&self, inner: &mut Inner, lease: Lease, reusable: bool, now: Time) {
         let reusable = reusable && !lease.sender.is_closed();
         if reusable {
-            if let (Sender::H1(_), Some(Some(entry))) =
-                (&lease.sender, inner.conns.get_mut(lease.conn.index() as usize))
-            {
+            if let Some(Some(entry)) = inner.conns.get_mut(lease.conn.index() as usize) {
                 if entry.id == lease.conn {
-                    entry.sender = Some(lease.sender);
+                    match lease.sender {
+                        Sender::H1(_) => entry.sender = Some(lease.sender),
+                        Sender::H2(sender) => entry.spares.push(sender),
+                    }
                 }
             }
         }
         inner.core.pool_mut().release(now, lease.conn, reusable);
+    }
+
+    /// HTTP/2 senders kept for reuse, over all connections.
+    pub(crate) fn spare_senders(&self) -> usize {
+        self.lock().conns.iter().flatten().map(|entry| entry.spares.len()).sum()
     }
 
     /// Runs core's timers; returns when to run again (within a second).
@@ -608,7 +618,7 @@ fn take_sender(inner: &mut Inner, id: ConnId) -> Option<Sender> {
     let entry = inner.conns.get_mut(id.index() as usize)?.as_mut().filter(|e| e.id == id)?;
     match entry.sender.as_ref()? {
         sender if sender.is_closed() => None,
-        Sender::H2(s) => Some(Sender::H2(s.clone())),
+        Sender::H2(s) => Some(Sender::H2(entry.spares.pop().unwrap_or_else(|| s.clone()))),
         Sender::H1(_) => entry.sender.take(),
     }
 }

@@ -33,6 +33,27 @@ async fn concurrent_requests_share_one_connection() {
 }
 
 #[tokio::test]
+async fn finished_requests_give_their_sender_back_for_the_next() {
+    let (server, addr) = common::mock().await;
+    server.set_behavior(latency());
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    let batch = || {
+        join_all((0..30).map(|i| {
+            let client = client.clone();
+            async move { client.text().generate(&format!("prompt {i}")).await }
+        }))
+    };
+    assert!(batch().await.iter().all(Result::is_ok));
+    assert_eq!(client.spare_senders(), 30, "each of 30 requests at once gave its sender back");
+    // A second batch borrows those: no new clone, none lost.
+    assert!(batch().await.iter().all(Result::is_ok));
+    assert_eq!(client.spare_senders(), 30);
+    client.text().generate("one more").await.unwrap();
+    assert_eq!(client.spare_senders(), 30);
+    assert_eq!(server.stats().connections, 1);
+}
+
+#[tokio::test]
 async fn a_second_connection_opens_only_past_the_stream_limit() {
     // 200 streams per connection are assumed (hyper does not expose the peer's limit).
     let (server, addr) = common::mock().await;
