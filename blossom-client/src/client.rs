@@ -269,17 +269,13 @@ impl<'a> Completion<'a> {
 
     /// Ends the attempt with `outcome`; a streamed call counts as succeeded. Returns the time
     /// read for it.
-    pub(crate) fn complete(self, outcome: Outcome, reusable: bool) -> Time {
-        self.finish(outcome, reusable, Ok(()))
+    pub(crate) fn complete(&mut self, outcome: Outcome, reusable: bool) -> Time {
+        self.end(Some(outcome), reusable, Some(Ok(())))
     }
 
     /// Ends a streamed attempt that broke off with `error`; the connection is closed.
-    pub(crate) fn fail(self, error: &Error, outcome: Outcome) {
-        self.finish(outcome, false, Err(error));
-    }
-
-    fn finish(mut self, outcome: Outcome, reusable: bool, result: Result<(), &Error>) -> Time {
-        self.end(Some(outcome), reusable, Some(result))
+    pub(crate) fn fail(&mut self, error: &Error, outcome: Outcome) {
+        self.end(Some(outcome), false, Some(Err(error)));
     }
 
     /// Ends the attempt under one lock: disarms its deadline, tells core `outcome` (`None`:
@@ -743,7 +739,7 @@ impl BlossomClient {
             return match parsed {
                 Ok(value) => {
                     completion.call_started = Some(deadline - session.timeout);
-                    let finished = completion.end(Some(Outcome::Success), true, Some(Ok(())));
+                    let finished = completion.complete(Outcome::Success, true);
                     Ok(Answer::Full(value, finished))
                 }
                 Err(error) => {
@@ -771,7 +767,7 @@ impl BlossomClient {
             ApiErrorKind::Upstream => (Outcome::Failure, Next::Stop),
             _ => (Outcome::Ignored, Next::Stop),
         };
-        completion.end(Some(outcome), true, Some(Ok(())));
+        completion.complete(outcome, true);
         Err(Failed::new(Error::Api(api), next))
     }
 

@@ -116,7 +116,7 @@ impl Reading {
     }
 
     fn fail(mut self, error: Error, outcome: Outcome) -> Option<(Result<String, Error>, State)> {
-        if let Some(done) = self.done.take() {
+        if let Some(mut done) = self.done.take() {
             done.fail(&error, outcome);
         }
         Some((Err(error), State::Done))
@@ -136,7 +136,7 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
                     Some(())
                 });
                 let reusable = matches!(rest.await, Ok(Some(())));
-                if let Some(done) = r.done.take() {
+                if let Some(mut done) = r.done.take() {
                     done.complete(Outcome::Success, reusable);
                 }
                 return None;
@@ -145,7 +145,7 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
                 return match r.decoder.finish() {
                     Err(error) => r.fail(error, Outcome::Failure),
                     Ok(()) if r.decoder.is_done() => {
-                        if let Some(done) = r.done.take() {
+                        if let Some(mut done) = r.done.take() {
                             done.complete(Outcome::Success, true);
                         }
                         None
