@@ -468,14 +468,23 @@ async fn run_once(kind: Kind, point: Point, server: &MockServer, addr: SocketAdd
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
-    let n = values.len();
+    median_of_sorted(&values)
+}
+
+fn median_of_sorted(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
     if n == 0 {
         0.0
     } else if n % 2 == 1 {
-        values[n / 2]
+        sorted[n / 2]
     } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
+}
+
+/// A ratio as reported: three decimals.
+fn round3(v: f64) -> f64 {
+    (v * 1000.0).round() / 1000.0
 }
 
 fn main() {
@@ -565,15 +574,16 @@ fn main() {
             }
             let pick = |f: fn(&Run) -> f64| median(runs.iter().map(f).collect());
             let rps = pick(|r| r.rps);
+            let ratios = paired_ratios(&results[p][0], runs);
             rows.push(json!({
                 "client": kind.name(),
                 "proto": point.proto.name(),
                 "concurrency": point.concurrency,
                 "rps": rps.round() as u64,
-                "vs_raw": if raw_rps > 0.0 { json!(((rps / raw_rps) * 1000.0).round() / 1000.0) } else { json!(null) },
-                "vs_raw_paired": paired_vs_raw(&results[p][0], runs),
-                "vs_raw_paired_quartiles": quartiles_vs_raw(&results[p][0], runs),
-                "vs_raw_paired_ci95": interval_vs_raw(&results[p][0], runs),
+                "vs_raw": if raw_rps > 0.0 { json!(round3(rps / raw_rps)) } else { json!(null) },
+                "vs_raw_paired": ratios.as_deref().map(|r| round3(median_of_sorted(r))),
+                "vs_raw_paired_quartiles": ratios.as_deref().map(quartiles),
+                "vs_raw_paired_ci95": ratios.as_deref().and_then(median_interval).map(|[low, high]| [round3(low), round3(high)]),
                 "p50_us": (pick(|r| r.p50_us) * 10.0).round() / 10.0,
                 "p99_us": (pick(|r| r.p99_us) * 10.0).round() / 10.0,
                 "p999_us": (pick(|r| r.p999_us) * 10.0).round() / 10.0,
@@ -589,10 +599,9 @@ fn main() {
                 let off = &results[p][KINDS.iter().position(|k| *k == Kind::BlossomOff).expect("a listed kind")];
                 if !off.is_empty() {
                     let off_pick = |f: fn(&Run) -> f64| median(off.iter().map(f).collect());
-                    let ratio = |v: f64| (v * 1000.0).round() / 1000.0;
                     let row = rows.last_mut().expect("just pushed");
-                    row["on_vs_off_rps"] = json!(ratio(rps / off_pick(|r| r.rps)));
-                    row["on_vs_off_p99"] = json!(ratio(pick(|r| r.p99_us) / off_pick(|r| r.p99_us)));
+                    row["on_vs_off_rps"] = json!(round3(rps / off_pick(|r| r.rps)));
+                    row["on_vs_off_p99"] = json!(round3(pick(|r| r.p99_us) / off_pick(|r| r.p99_us)));
                 }
             }
         }
@@ -654,35 +663,23 @@ fn print_resilience(results: &[Vec<Vec<Run>>]) {
     println!();
 }
 
-/// The median over rounds of this client's req/s over raw's in the same round: the two ran
-/// close in time, so drift on a noisy machine cancels out better than in a ratio of medians.
-fn paired_vs_raw(raw: &[Run], runs: &[Run]) -> serde_json::Value {
-    quartiles_vs_raw(raw, runs).map_or(json!(null), |[_, median, _]| json!(median))
-}
-
-/// The first quartile, median and third quartile of the per-round ratios to raw: how far the
-/// machine's noise spreads them.
-fn quartiles_vs_raw(raw: &[Run], runs: &[Run]) -> Option<[f64; 3]> {
+/// Each round's req/s of this client over raw's in the same round, sorted: the two ran close in
+/// time, so drift on a noisy machine cancels out better than in a ratio of medians. `None`
+/// unless every round has both.
+fn paired_ratios(raw: &[Run], runs: &[Run]) -> Option<Vec<f64>> {
     if raw.len() != runs.len() || raw.is_empty() {
         return None;
     }
     let mut ratios: Vec<f64> = raw.iter().zip(runs).map(|(r, c)| c.rps / r.rps).collect();
     ratios.sort_by(f64::total_cmp);
-    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
-    let round = |v: f64| (v * 1000.0).round() / 1000.0;
-    Some([round(at(0.25)), round(median(ratios.clone())), round(at(0.75))])
+    Some(ratios)
 }
 
-/// The 95 % interval of the paired median (see [`median_interval`]): the ratio the rounds
-/// can tell apart from it.
-fn interval_vs_raw(raw: &[Run], runs: &[Run]) -> Option<[f64; 2]> {
-    if raw.len() != runs.len() {
-        return None;
-    }
-    let mut ratios: Vec<f64> = raw.iter().zip(runs).map(|(r, c)| c.rps / r.rps).collect();
-    ratios.sort_by(f64::total_cmp);
-    let round = |v: f64| (v * 1000.0).round() / 1000.0;
-    median_interval(&ratios).map(|[low, high]| [round(low), round(high)])
+/// The first quartile, median and third quartile of `sorted` ratios: how far the machine's
+/// noise spreads them.
+fn quartiles(sorted: &[f64]) -> [f64; 3] {
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    [round3(at(0.25)), round3(median_of_sorted(sorted)), round3(at(0.75))]
 }
 
 /// A distribution-free 95 % confidence interval for the median of `sorted`: its `k`-th smallest
