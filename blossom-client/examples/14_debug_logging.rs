@@ -57,7 +57,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let started = Instant::now();
         client.text().generate(&format!("Request {i}")).await?;
         let elapsed = started.elapsed();
-        if elapsed > Duration::from_millis(50) {
+        if elapsed >= Duration::from_millis(50) {
             slow += 1;
             println!("Slow request {i}: {:.3}s", elapsed.as_secs_f64());
         }

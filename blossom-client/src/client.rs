@@ -211,9 +211,11 @@ impl WatchSlot {
         self.task = WakerIdentity::of(waker);
     }
 
-    /// Whether `end` is armed for the task of `waker` already.
-    fn armed(&self, end: Time, waker: &Waker) -> bool {
-        self.key.is_some() && self.end == end && self.task == WakerIdentity::of(waker)
+    /// Whether the task of `waker` is woken by `end` already: armed with `end`, or with an
+    /// earlier deadline still ahead of `now`. That one wakes the task first, and the task,
+    /// finding `end` not yet come, arms `end` then: a later bound costs no lock until needed.
+    fn covers(&self, end: Time, now: Time, waker: &Waker) -> bool {
+        self.key.is_some() && self.end <= end && now < self.end && self.task == WakerIdentity::of(waker)
     }
 
     /// Frees the slot, under the lock the caller holds.
@@ -1074,7 +1076,7 @@ impl<F: Future> Future for Watched<'_, F> {
                 Error::Timeout { phase: TimeoutPhase::Read, limit: *this.limit }
             }));
         }
-        if !watch.slot.armed(end, cx.waker()) {
+        if !watch.slot.covers(end, now, cx.waker()) {
             let mut inner = shared.lock();
             watch.slot.arm(shared, &mut inner, end, cx.waker());
         }
@@ -1167,6 +1169,27 @@ mod tests {
         assert!(announces_close(&with("Upgrade, Close")));
         assert!(!announces_close(&with("keep-alive")));
         assert!(!announces_close(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn an_earlier_deadline_ahead_covers_a_later_bound_for_the_same_task_only() {
+        let at = |ms: u64| Time::from_nanos(ms * 1_000_000);
+        let task = std::sync::Arc::new(NoWake);
+        let waker = Waker::from(task.clone());
+        let other = Waker::from(std::sync::Arc::new(NoWake));
+        let slot = WatchSlot { key: Some(WatchKey::for_test(0)), end: at(10), task: WakerIdentity::of(&waker) };
+        assert!(slot.covers(at(10), at(5), &waker), "the bound armed");
+        assert!(slot.covers(at(30), at(5), &waker), "an earlier deadline wakes the task first");
+        assert!(!slot.covers(at(30), at(10), &waker), "the earlier deadline has come: arm the later");
+        assert!(!slot.covers(at(8), at(5), &waker), "a bound before the armed one is armed");
+        assert!(!slot.covers(at(30), at(5), &other), "another task's waker is not woken");
+        assert!(!WatchSlot::default().covers(at(30), at(0), &waker), "nothing armed");
+    }
+
+    struct NoWake;
+
+    impl std::task::Wake for NoWake {
+        fn wake(self: std::sync::Arc<Self>) {}
     }
 
     #[test]

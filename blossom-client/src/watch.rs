@@ -16,6 +16,13 @@ use pool_core::Time;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct WatchKey(usize);
 
+impl WatchKey {
+    #[cfg(test)]
+    pub(crate) fn for_test(index: usize) -> WatchKey {
+        WatchKey(index)
+    }
+}
+
 #[derive(Debug)]
 struct Slot {
     deadline: Time,

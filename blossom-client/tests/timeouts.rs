@@ -92,6 +92,19 @@ async fn read_timeout_between_chunks_of_a_slow_drip() {
 }
 
 #[tokio::test]
+async fn a_body_read_outlasts_the_heads_read_timeout_when_each_gap_is_shorter() {
+    // Sixteen bytes 100 ms apart: the head's read deadline passes while the body is read. It
+    // wakes the read, which then waits for its own gap's bound.
+    let (server, addr) = common::mock().await;
+    server.set_behavior(Behavior::SlowDrip { every: Duration::from_millis(100) });
+    let client = common::client(addr, |s| {
+        s.async_timeout_sock_read = SHORT;
+        s.retry.max_retries = 0;
+    });
+    assert_eq!(common::within(GUARD, client.text().generate("hi")).await.unwrap(), "slow drip answer");
+}
+
+#[tokio::test]
 async fn read_timeout_waiting_for_the_response_head() {
     let (server, addr) = common::mock().await;
     server.set_behavior(Behavior::Hang);
