@@ -332,7 +332,8 @@ impl Window {
             self.head % len
         } else {
             let idx = self.head;
-            self.head = (idx + 1) % len;
+            // Wrapped by a compare, not `%`: a division is the dearest instruction on this path.
+            self.head = if idx + 1 == len { 0 } else { idx + 1 };
             self.drop_slot(idx);
             idx
         };

@@ -127,6 +127,8 @@ pub struct RetryBudget {
     slots: [Slot; SLOTS],
     /// Latest slot number seen; a clock going back is treated as standing still.
     epoch: u64,
+    /// When slot `epoch` ends (nanoseconds): before it, a deposit needs no division.
+    epoch_ends: u64,
 }
 
 impl RetryBudget {
@@ -139,8 +141,10 @@ impl RetryBudget {
             reserve: f64::from(config.min_per_sec) * config.ttl.as_secs_f64(),
             percent: config.retry_percent,
             slots: [Slot::default(); SLOTS],
-            epoch: now.as_nanos() / slot_nanos,
-        })
+            epoch: 0,
+            epoch_ends: 0,
+        }
+        .advanced_to(now))
     }
 
     /// Counts a request (first attempts; retries are withdrawals).
@@ -171,9 +175,23 @@ impl RetryBudget {
         self.reserve + deposits as f64 * self.percent / 100.0 - withdrawals as f64
     }
 
+    fn advanced_to(mut self, now: Time) -> Self {
+        self.advance(now);
+        self
+    }
+
+    /// Moves `epoch` to `now`'s slot if that is later.
+    fn advance(&mut self, now: Time) {
+        let nanos = now.as_nanos();
+        if nanos >= self.epoch_ends {
+            self.epoch = self.epoch.max(nanos / self.slot_nanos);
+            self.epoch_ends = (self.epoch + 1).saturating_mul(self.slot_nanos);
+        }
+    }
+
     /// The slot for `now`, cleared if it held an older slot's counts.
     fn slot(&mut self, now: Time) -> &mut Slot {
-        self.epoch = self.epoch.max(now.as_nanos() / self.slot_nanos);
+        self.advance(now);
         let slot = &mut self.slots[(self.epoch % SLOTS as u64) as usize];
         if slot.epoch != self.epoch {
             *slot = Slot { epoch: self.epoch, deposits: 0, withdrawals: 0 };
