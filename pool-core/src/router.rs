@@ -154,6 +154,15 @@ impl Router {
 
     /// Chooses a `Ready` endpoint; `availability(i)` is asked once per endpoint.
     pub fn pick(&mut self, now: Time, mut availability: impl FnMut(usize) -> Availability) -> Pick {
+        // One endpoint (one region, the usual case): no list to build. Only the random strategy
+        // draws for a lone ready endpoint, so it goes the whole way (same draws, same trace).
+        if self.endpoints.len() == 1 && self.strategy != Strategy::Random {
+            return match availability(0) {
+                Availability::Ready => Pick::Endpoint(0),
+                Availability::NotBefore(t) => Pick::NoneReady { earliest: Some(t) },
+                Availability::Unavailable => Pick::NoneReady { earliest: None },
+            };
+        }
         self.ready.clear();
         let mut earliest: Option<Time> = None;
         for i in 0..self.endpoints.len() {
@@ -348,6 +357,16 @@ mod tests {
             let avail = [NotBefore(secs(5)), Unavailable, NotBefore(secs(3)), Unavailable];
             assert_eq!(r.pick(secs(1), |i| avail[i]), Pick::NoneReady { earliest: Some(secs(3)) });
             assert_eq!(r.pick(secs(1), |_| Unavailable), Pick::NoneReady { earliest: None });
+        }
+    }
+
+    #[test]
+    fn one_endpoint_is_picked_when_ready_else_reported() {
+        for strategy in [RoundRobin, Random, LeastLoaded, PrimaryBackup] {
+            let mut r = router(strategy, &[(0, 1)], 3);
+            assert_eq!(r.pick(secs(1), |_| Ready), Pick::Endpoint(0), "{strategy:?}");
+            assert_eq!(r.pick(secs(1), |_| NotBefore(secs(4))), Pick::NoneReady { earliest: Some(secs(4)) });
+            assert_eq!(r.pick(secs(1), |_| Unavailable), Pick::NoneReady { earliest: None }, "{strategy:?}");
         }
     }
 
