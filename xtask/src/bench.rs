@@ -77,24 +77,16 @@ fn instructions() -> Result<(), String> {
             .iter()
             .map(|(point, client, n)| {
                 eprintln!("$ valgrind --tool=callgrind compare --only {client} --point {point} --requests {n}");
-                Command::new("valgrind")
-                    .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
-                    .arg(&compare)
-                    .args(["--only", client, "--point", point, "--rounds", "1", "--requests", &n.to_string()])
-                    .stdout(std::process::Stdio::null())
-                    .stderr(std::process::Stdio::piped())
-                    .spawn()
-                    .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))
+                callgrind(
+                    &compare,
+                    &["--only", client, "--point", point, "--rounds", "1", "--requests", &n.to_string()],
+                )
             })
             .collect::<Result<_, _>>()?;
         for ((point, client, n), child) in pair.iter().zip(children) {
             let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
-            let text = String::from_utf8_lossy(&output.stderr);
-            let collected = text
-                .lines()
-                .find_map(|l| l.split("Collected : ").nth(1))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .ok_or_else(|| format!("no instruction count from callgrind for {client} at {point}"))?;
+            let what = format!("{client} at {point}");
+            let collected = collected_instructions(&String::from_utf8_lossy(&output.stderr), &what)?;
             counts.insert((*point, *client, *n), collected);
         }
     }
@@ -116,9 +108,68 @@ fn instructions() -> Result<(), String> {
             ));
         }
     }
+    for (config, value) in core_instructions()? {
+        rows.push(format!(
+            "{{\"point\":\"core_path\",\"client\":\"pool-core {config}\",\"instructions_per_request\":{value:.0}}}"
+        ));
+    }
     let path = target_dir().join("bench").join("instructions.json");
     std::fs::create_dir_all(path.parent().expect("a parent")).map_err(|e| e.to_string())?;
     std::fs::write(&path, format!("[\n{}\n]\n", rows.join(",\n"))).map_err(|e| e.to_string())?;
     eprintln!("xtask bench: instructions written to {}", path.display());
     Ok(())
+}
+
+/// Marginal instructions per request on pool-core's path (the `core_path` bench's loop, run by
+/// the `core_loop` binary) with every component on and off: the criterion figure's count, which
+/// does not move with the machine as its nanoseconds do.
+fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
+    const FEW: u64 = 10_000;
+    const MANY: u64 = 110_000;
+    let program = target_dir().join("release").join(format!("core_loop{}", std::env::consts::EXE_SUFFIX));
+    let mut counts = Vec::new();
+    for config in ["on", "off"] {
+        let children: Vec<_> = [FEW, MANY]
+            .iter()
+            .map(|n| {
+                eprintln!("$ valgrind --tool=callgrind core_loop {config} {n}");
+                callgrind(&program, &[config, &n.to_string()])
+            })
+            .collect::<Result<_, _>>()?;
+        let mut collected = Vec::new();
+        for child in children {
+            let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
+            collected.push(collected_instructions(&String::from_utf8_lossy(&output.stderr), "core_loop")?);
+        }
+        let name = if config == "on" { "all on" } else { "all off" };
+        counts.push((name, (collected[1] as f64 - collected[0] as f64) / (MANY - FEW) as f64));
+    }
+    println!("\nInstructions per request on pool-core's path (callgrind; the `core_path` bench's loop)\n");
+    println!("| components | instructions per request |");
+    println!("|---|---:|");
+    for (name, value) in &counts {
+        println!("| {name} | {value:.0} |");
+    }
+    Ok(counts)
+}
+
+/// Starts `program` under callgrind, its report kept for [`collected_instructions`].
+fn callgrind(program: &std::path::Path, args: &[&str]) -> Result<std::process::Child, String> {
+    Command::new("valgrind")
+        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .arg(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))
+}
+
+/// The total callgrind reports on stderr.
+fn collected_instructions(stderr: &str, what: &str) -> Result<u64, String> {
+    stderr
+        .lines()
+        .find_map(|l| l.split("Collected : ").nth(1))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| format!("no instruction count from callgrind for {what}"))
 }
