@@ -136,15 +136,16 @@ impl RetryBudget {
     pub fn new(config: RetryBudgetConfig, now: Time) -> Result<Self, ConfigError> {
         config.validate()?;
         let slot_nanos = (config.ttl.as_nanos() / u128::from(SLOTS_PER_TTL)) as u64;
-        Ok(RetryBudget {
+        let mut budget = RetryBudget {
             slot_nanos,
             reserve: f64::from(config.min_per_sec) * config.ttl.as_secs_f64(),
             percent: config.retry_percent,
             slots: [Slot::default(); SLOTS],
             epoch: 0,
             epoch_ends: 0,
-        }
-        .advanced_to(now))
+        };
+        budget.advance(now);
+        Ok(budget)
     }
 
     /// Counts a request (first attempts; retries are withdrawals).
@@ -173,11 +174,6 @@ impl RetryBudget {
             .filter(|s| epoch - s.epoch < SLOTS as u64)
             .fold((0u64, 0u64), |(d, w), s| (d + s.deposits, w + s.withdrawals));
         self.reserve + deposits as f64 * self.percent / 100.0 - withdrawals as f64
-    }
-
-    fn advanced_to(mut self, now: Time) -> Self {
-        self.advance(now);
-        self
     }
 
     /// Moves `epoch` to `now`'s slot if that is later.
