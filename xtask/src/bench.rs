@@ -84,10 +84,7 @@ fn instructions() -> Result<(), String> {
             })
             .collect::<Result<_, _>>()?;
         for ((point, client, n), child) in pair.iter().zip(children) {
-            let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
-            let what = format!("{client} at {point}");
-            let collected = collected_instructions(&String::from_utf8_lossy(&output.stderr), &what)?;
-            counts.insert((*point, *client, *n), collected);
+            counts.insert((*point, *client, *n), collected_instructions(child, &format!("{client} at {point}"))?);
         }
     }
     println!("\nInstructions per request (callgrind; client and server together, as in the comparison)\n");
@@ -136,11 +133,10 @@ fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
                 callgrind(&program, &[config, &n.to_string()])
             })
             .collect::<Result<_, _>>()?;
-        let mut collected = Vec::new();
-        for child in children {
-            let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
-            collected.push(collected_instructions(&String::from_utf8_lossy(&output.stderr), "core_loop")?);
-        }
+        let collected = children
+            .into_iter()
+            .map(|child| collected_instructions(child, "core_loop"))
+            .collect::<Result<Vec<_>, _>>()?;
         let name = if config == "on" { "all on" } else { "all off" };
         counts.push((name, (collected[1] as f64 - collected[0] as f64) / (MANY - FEW) as f64));
     }
@@ -165,9 +161,10 @@ fn callgrind(program: &std::path::Path, args: &[&str]) -> Result<std::process::C
         .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))
 }
 
-/// The total callgrind reports on stderr.
-fn collected_instructions(stderr: &str, what: &str) -> Result<u64, String> {
-    stderr
+/// Waits for a [`callgrind`] run and reads the total it reports on stderr.
+fn collected_instructions(child: std::process::Child, what: &str) -> Result<u64, String> {
+    let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
+    String::from_utf8_lossy(&output.stderr)
         .lines()
         .find_map(|l| l.split("Collected : ").nth(1))
         .and_then(|v| v.trim().parse::<u64>().ok())
