@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use blossom_client::{BlossomClient, ChatOptions, Connect, ConnectFuture, Error, Message, Target, TimeoutPhase};
-use blossom_mock::Behavior;
+use blossom_mock::{Behavior, MockServer};
 use futures_util::StreamExt;
 
 const SHORT: Duration = Duration::from_millis(300);
@@ -17,6 +17,17 @@ fn phase(result: Result<String, Error>) -> TimeoutPhase {
         Err(Error::Timeout { phase, .. }) => phase,
         other => panic!("expected a timeout, got {other:?}"),
     }
+}
+
+/// A mock that behaves as `behavior`, and a client with a short read timeout and no retries.
+async fn short_read(behavior: Behavior) -> (MockServer, BlossomClient) {
+    let (server, addr) = common::mock().await;
+    server.set_behavior(behavior);
+    let client = common::client(addr, |s| {
+        s.async_timeout_sock_read = SHORT;
+        s.retry.max_retries = 0;
+    });
+    (server, client)
 }
 
 /// A connector whose connections never complete.
@@ -66,12 +77,7 @@ async fn connect_timeouts_are_retried() {
 
 #[tokio::test]
 async fn read_timeout_after_headers() {
-    let (server, addr) = common::mock().await;
-    server.set_behavior(Behavior::HangAfterHeaders);
-    let client = common::client(addr, |s| {
-        s.async_timeout_sock_read = SHORT;
-        s.retry.max_retries = 0;
-    });
+    let (server, client) = short_read(Behavior::HangAfterHeaders).await;
     assert_eq!(phase(common::within(GUARD, client.text().generate("hi")).await), TimeoutPhase::Read);
     server.set_behavior(Behavior::default());
     client.text().generate("next").await.unwrap();
@@ -79,12 +85,7 @@ async fn read_timeout_after_headers() {
 
 #[tokio::test]
 async fn read_timeout_between_chunks_of_a_slow_drip() {
-    let (server, addr) = common::mock().await;
-    server.set_behavior(Behavior::SlowDrip { every: Duration::from_secs(3) });
-    let client = common::client(addr, |s| {
-        s.async_timeout_sock_read = SHORT;
-        s.retry.max_retries = 0;
-    });
+    let (server, client) = short_read(Behavior::SlowDrip { every: Duration::from_secs(3) }).await;
     assert_eq!(phase(common::within(GUARD, client.text().generate("hi")).await), TimeoutPhase::Read);
     // A drip faster than the read timeout is fine, however long the whole body takes.
     server.set_behavior(Behavior::SlowDrip { every: Duration::from_millis(5) });
@@ -95,34 +96,19 @@ async fn read_timeout_between_chunks_of_a_slow_drip() {
 async fn a_body_read_outlasts_the_heads_read_timeout_when_each_gap_is_shorter() {
     // Sixteen bytes 100 ms apart: the head's read deadline passes while the body is read. It
     // wakes the read, which then waits for its own gap's bound.
-    let (server, addr) = common::mock().await;
-    server.set_behavior(Behavior::SlowDrip { every: Duration::from_millis(100) });
-    let client = common::client(addr, |s| {
-        s.async_timeout_sock_read = SHORT;
-        s.retry.max_retries = 0;
-    });
+    let (_server, client) = short_read(Behavior::SlowDrip { every: Duration::from_millis(100) }).await;
     assert_eq!(common::within(GUARD, client.text().generate("hi")).await.unwrap(), "slow drip answer");
 }
 
 #[tokio::test]
 async fn read_timeout_waiting_for_the_response_head() {
-    let (server, addr) = common::mock().await;
-    server.set_behavior(Behavior::Hang);
-    let client = common::client(addr, |s| {
-        s.async_timeout_sock_read = SHORT;
-        s.retry.max_retries = 0;
-    });
+    let (_server, client) = short_read(Behavior::Hang).await;
     assert_eq!(phase(common::within(GUARD, client.text().generate("hi")).await), TimeoutPhase::Read);
 }
 
 #[tokio::test]
 async fn read_timeout_in_a_stream() {
-    let (server, addr) = common::mock().await;
-    server.set_behavior(Behavior::HangAfterHeaders);
-    let client = common::client(addr, |s| {
-        s.async_timeout_sock_read = SHORT;
-        s.retry.max_retries = 0;
-    });
+    let (_server, client) = short_read(Behavior::HangAfterHeaders).await;
     let items: Vec<_> =
         common::within(GUARD, client.text().chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect())
             .await;

@@ -127,8 +127,6 @@ pub struct RetryBudget {
     slots: [Slot; SLOTS],
     /// Latest slot number seen; a clock going back is treated as standing still.
     epoch: u64,
-    /// When slot `epoch` ends (nanoseconds): before it, a deposit needs no division.
-    epoch_ends: u64,
 }
 
 impl RetryBudget {
@@ -136,16 +134,13 @@ impl RetryBudget {
     pub fn new(config: RetryBudgetConfig, now: Time) -> Result<Self, ConfigError> {
         config.validate()?;
         let slot_nanos = (config.ttl.as_nanos() / u128::from(SLOTS_PER_TTL)) as u64;
-        let mut budget = RetryBudget {
+        Ok(RetryBudget {
             slot_nanos,
             reserve: f64::from(config.min_per_sec) * config.ttl.as_secs_f64(),
             percent: config.retry_percent,
             slots: [Slot::default(); SLOTS],
-            epoch: 0,
-            epoch_ends: 0,
-        };
-        budget.advance(now);
-        Ok(budget)
+            epoch: now.as_nanos() / slot_nanos,
+        })
     }
 
     /// Counts a request (first attempts; retries are withdrawals).
@@ -167,7 +162,7 @@ impl RetryBudget {
 
     /// Retries available now (may be fractional): reserve + percent of deposits - withdrawals, in the window.
     pub fn balance(&self, now: Time) -> f64 {
-        let epoch = self.epoch.max(now.as_nanos() / self.slot_nanos);
+        let epoch = self.epoch_at(now);
         let (deposits, withdrawals) = self
             .slots
             .iter()
@@ -176,18 +171,16 @@ impl RetryBudget {
         self.reserve + deposits as f64 * self.percent / 100.0 - withdrawals as f64
     }
 
-    /// Moves `epoch` to `now`'s slot if that is later.
-    fn advance(&mut self, now: Time) {
+    /// The slot number for `now`, never before `epoch`. Within the current slot (the usual
+    /// case) a multiplication tells, and no division is needed.
+    fn epoch_at(&self, now: Time) -> u64 {
         let nanos = now.as_nanos();
-        if nanos >= self.epoch_ends {
-            self.epoch = self.epoch.max(nanos / self.slot_nanos);
-            self.epoch_ends = (self.epoch + 1).saturating_mul(self.slot_nanos);
-        }
+        if nanos < (self.epoch + 1).saturating_mul(self.slot_nanos) { self.epoch } else { nanos / self.slot_nanos }
     }
 
     /// The slot for `now`, cleared if it held an older slot's counts.
     fn slot(&mut self, now: Time) -> &mut Slot {
-        self.advance(now);
+        self.epoch = self.epoch_at(now);
         let slot = &mut self.slots[(self.epoch % SLOTS as u64) as usize];
         if slot.epoch != self.epoch {
             *slot = Slot { epoch: self.epoch, deposits: 0, withdrawals: 0 };

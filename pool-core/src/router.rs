@@ -154,15 +154,6 @@ impl Router {
 
     /// Chooses a `Ready` endpoint; `availability(i)` is asked once per endpoint.
     pub fn pick(&mut self, now: Time, mut availability: impl FnMut(usize) -> Availability) -> Pick {
-        // One endpoint (one region, the usual case): no list to build. Only the random strategy
-        // draws for a lone ready endpoint, so it goes the whole way (same draws, same trace).
-        if self.endpoints.len() == 1 && self.strategy != Strategy::Random {
-            return match availability(0) {
-                Availability::Ready => Pick::Endpoint(0),
-                Availability::NotBefore(t) => Pick::NoneReady { earliest: Some(t) },
-                Availability::Unavailable => Pick::NoneReady { earliest: None },
-            };
-        }
         self.ready.clear();
         let mut earliest: Option<Time> = None;
         for i in 0..self.endpoints.len() {
@@ -175,9 +166,10 @@ impl Router {
         if self.ready.is_empty() {
             return Pick::NoneReady { earliest };
         }
-        // One ready endpoint: round robin would leave its counters as they are; random and
-        // least-loaded draw from the seed, so they go the whole way (same draws, same trace).
-        if self.ready.len() == 1 && matches!(self.strategy, Strategy::RoundRobin | Strategy::PrimaryBackup) {
+        // One ready endpoint: round robin would leave its counters as they are and least-loaded
+        // has no second to draw; random draws from the seed, so it goes the whole way (same
+        // draws, same trace).
+        if self.ready.len() == 1 && self.strategy != Strategy::Random {
             return Pick::Endpoint(self.ready[0]);
         }
         let chosen = match self.strategy {
@@ -278,12 +270,10 @@ impl Router {
         self.ready[self.ready.len() - 1]
     }
 
-    /// Power of two choices: the cheaper of two distinct random ready endpoints.
+    /// Power of two choices: the cheaper of two distinct random ready endpoints (`pick` took a
+    /// lone one already).
     fn two_choices(&mut self, now: Time) -> usize {
         let k = self.ready.len();
-        if k == 1 {
-            return self.ready[0];
-        }
         let a = self.rng.below(k);
         let mut b = self.rng.below(k - 1);
         if b >= a {

@@ -62,29 +62,17 @@ fn binary(name: &str, args: &[&str]) -> Result<(), String> {
 
 /// Marginal instructions per request under callgrind: each client at HTTP/1.1 16 and h2c 128,
 /// run with 2,000 and with 12,000 measured requests (the same warmup); the difference over
-/// 10,000 leaves out start-up (runtime, TLS roots, connections). Two runs at a time.
+/// 10,000 leaves out start-up (runtime, TLS roots, connections).
 fn instructions() -> Result<(), String> {
     const CLIENTS: [&str; 5] = ["raw", "hyper-util", "blossom", "blossom-off", "blossom-on"];
     const POINTS: [&str; 2] = ["http1:16", "h2c:128"];
-    const FEW: u64 = 2_000;
-    const MANY: u64 = 12_000;
     let compare = target_dir().join("release").join(format!("compare{}", std::env::consts::EXE_SUFFIX));
-    let jobs: Vec<(&str, &str, u64)> =
-        POINTS.iter().flat_map(|p| CLIENTS.iter().flat_map(move |c| [FEW, MANY].map(|n| (*p, *c, n)))).collect();
-    let mut counts = std::collections::HashMap::new();
-    for pair in jobs.chunks(2) {
-        let children: Vec<_> = pair
-            .iter()
-            .map(|(point, client, n)| {
-                eprintln!("$ valgrind --tool=callgrind compare --only {client} --point {point} --requests {n}");
-                callgrind(
-                    &compare,
-                    &["--only", client, "--point", point, "--rounds", "1", "--requests", &n.to_string()],
-                )
-            })
-            .collect::<Result<_, _>>()?;
-        for ((point, client, n), child) in pair.iter().zip(children) {
-            counts.insert((*point, *client, *n), collected_instructions(child, &format!("{client} at {point}"))?);
+    let mut per = std::collections::HashMap::new();
+    for point in POINTS {
+        for client in CLIENTS {
+            let args =
+                |n: &str| ["--only", client, "--point", point, "--rounds", "1", "--requests", n].map(String::from);
+            per.insert((point, client), marginal(&compare, args, 2_000, 12_000)?);
         }
     }
     println!("\nInstructions per request (callgrind; client and server together, as in the comparison)\n");
@@ -92,12 +80,9 @@ fn instructions() -> Result<(), String> {
     println!("|---|---|---:|---:|");
     let mut rows = Vec::new();
     for point in POINTS {
-        let per = |client: &str| {
-            (counts[&(point, client, MANY)] as f64 - counts[&(point, client, FEW)] as f64) / (MANY - FEW) as f64
-        };
-        let raw = per("raw");
+        let raw = per[&(point, "raw")];
         for client in CLIENTS {
-            let value = per(client);
+            let value = per[&(point, client)];
             println!("| {point} | {client} | {value:.0} | {:.3} |", value / raw);
             rows.push(format!(
                 "{{\"point\":\"{point}\",\"client\":\"{client}\",\"instructions_per_request\":{value:.0},\"vs_raw\":{:.4}}}",
@@ -121,24 +106,10 @@ fn instructions() -> Result<(), String> {
 /// the `core_loop` binary) with every component on and off: the criterion figure's count, which
 /// does not move with the machine as its nanoseconds do.
 fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
-    const FEW: u64 = 10_000;
-    const MANY: u64 = 110_000;
     let program = target_dir().join("release").join(format!("core_loop{}", std::env::consts::EXE_SUFFIX));
     let mut counts = Vec::new();
-    for config in ["on", "off"] {
-        let children: Vec<_> = [FEW, MANY]
-            .iter()
-            .map(|n| {
-                eprintln!("$ valgrind --tool=callgrind core_loop {config} {n}");
-                callgrind(&program, &[config, &n.to_string()])
-            })
-            .collect::<Result<_, _>>()?;
-        let collected = children
-            .into_iter()
-            .map(|child| collected_instructions(child, "core_loop"))
-            .collect::<Result<Vec<_>, _>>()?;
-        let name = if config == "on" { "all on" } else { "all off" };
-        counts.push((name, (collected[1] as f64 - collected[0] as f64) / (MANY - FEW) as f64));
+    for (config, name) in [("on", "all on"), ("off", "all off")] {
+        counts.push((name, marginal(&program, |n: &str| [config, n].map(String::from), 10_000, 110_000)?));
     }
     println!("\nInstructions per request on pool-core's path (callgrind; the `core_path` bench's loop)\n");
     println!("| components | instructions per request |");
@@ -149,8 +120,31 @@ fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
     Ok(counts)
 }
 
+/// Instructions per request that `program` spends beyond its start-up: run under callgrind with
+/// `few` and with `many` requests (`args` given the number), both at once, the difference
+/// divided by `many - few`.
+fn marginal<const N: usize>(
+    program: &std::path::Path,
+    args: impl Fn(&str) -> [String; N],
+    few: u64,
+    many: u64,
+) -> Result<f64, String> {
+    let name = program.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let [first, second] = [few, many].map(|n| {
+        let args = args(&n.to_string());
+        let command = format!("{name} {}", args.join(" "));
+        eprintln!("$ valgrind --tool=callgrind {command}");
+        callgrind(program, &args).map(|child| (child, command))
+    });
+    let count = |run: Result<(std::process::Child, String), String>| {
+        run.and_then(|(child, command)| collected_instructions(child, &command))
+    };
+    let (few_count, many_count) = (count(first)?, count(second)?);
+    Ok((many_count as f64 - few_count as f64) / (many - few) as f64)
+}
+
 /// Starts `program` under callgrind, its report kept for [`collected_instructions`].
-fn callgrind(program: &std::path::Path, args: &[&str]) -> Result<std::process::Child, String> {
+fn callgrind(program: &std::path::Path, args: &[String]) -> Result<std::process::Child, String> {
     Command::new("valgrind")
         .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
         .arg(program)
