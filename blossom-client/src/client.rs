@@ -10,7 +10,6 @@ use bytes::{Bytes, BytesMut};
 use futures_util::Stream;
 use http::{HeaderMap, StatusCode, header};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use pool_core::{BreakerState, Decision, Outcome, RejectReason, Request, Retry, Ticket, Time, WaitReason};
 
 use crate::api::RequestSpec;
@@ -144,7 +143,7 @@ pub(crate) struct Reply {
 
 /// A streamed response: the body still to read, and what to give back when done.
 pub(crate) struct Streaming {
-    pub(crate) body: Incoming,
+    pub(crate) body: crate::transport::Body,
     pub(crate) done: Completion<'static>,
 }
 
@@ -659,13 +658,13 @@ impl BlossomClient {
                     complete_failed(completion, outcome, false);
                     return Err(Failed::new(error, next));
                 }
-                Ok(Err(e)) if reused => {
+                Ok(Err(source)) if reused => {
                     complete_failed(completion, None, false);
-                    return Err(Failed::new(Error::Http { source: Box::new(e) }, Next::Stale));
+                    return Err(Failed::new(Error::Http { source }, Next::Stale));
                 }
-                Ok(Err(e)) => {
+                Ok(Err(source)) => {
                     complete_failed(completion, Some(Outcome::Failure), false);
-                    return Err(Failed::new(Error::Http { source: Box::new(e) }, Next::Backoff));
+                    return Err(Failed::new(Error::Http { source }, Next::Backoff));
                 }
                 Ok(Ok(response)) => response,
             };
@@ -936,7 +935,7 @@ pub(crate) enum BodyFailure {
 /// Reads a whole body: at most `limit` bytes, at most `read_timeout` between chunks, and never
 /// past the call's deadline.
 pub(crate) async fn read_body(
-    body: &mut Incoming,
+    body: &mut crate::transport::Body,
     limit: u64,
     read_timeout: Duration,
     mut bound: BodyBound<'_>,
@@ -959,7 +958,7 @@ pub(crate) async fn read_body(
         let frame = match next {
             Err(timeout) => return Err(BodyFailure::Timeout(timeout)),
             Ok(None) => return Ok(done(first, rest)),
-            Ok(Some(Err(e))) => return Err(BodyFailure::Broken(Box::new(e))),
+            Ok(Some(Err(e))) => return Err(BodyFailure::Broken(e)),
             Ok(Some(Ok(frame))) => frame,
         };
         let Ok(data) = frame.into_data() else { continue };

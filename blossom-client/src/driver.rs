@@ -15,8 +15,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::HeaderValue;
 use http_body_util::Full;
-use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
 use pool_core::{Checkout, CloseReason, ConnId, Core, Event, Grant, Protocol, Time, WaiterId};
 use tokio::sync::{Notify, broadcast, oneshot};
 
@@ -27,12 +27,13 @@ use crate::connect::{Connect, Target};
 use crate::error::{Error, TimeoutPhase};
 use crate::headers::RegionHeaders;
 use crate::stats::Recorder;
+use crate::transport::{Body, H2Connection, H2Sender};
 use crate::watch::{WatchKey, Watchlist};
 
 /// A request sender on an open connection.
 pub(crate) enum Sender {
     H1(http1::SendRequest<Full<Bytes>>),
-    H2(http2::SendRequest<Full<Bytes>>),
+    H2(H2Sender),
 }
 
 impl Sender {
@@ -47,23 +48,40 @@ impl Sender {
         matches!(self, Sender::H2(_))
     }
 
-    /// Sends `request`. hyper takes it at once; the future only waits for the response, so it
+    /// Sends `request`. It is taken at once; the future only waits for the response, so it
     /// holds no copy of the request (an `async fn` would keep one in its state).
     pub(crate) fn send(
         &mut self,
-        request: http::Request<Full<Bytes>>,
-    ) -> impl Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>> + '_ {
+        request: http::Request<Bytes>,
+    ) -> impl Future<Output = Result<http::Response<Body>, crate::error::BoxError>> + '_ {
+        use futures_util::FutureExt as _;
         use futures_util::future::Either;
         match self {
-            // An idle connection from the pool is ready as a rule; waiting for it is the slow
-            // path, boxed.
-            Sender::H1(s) if s.is_ready() => Either::Left(Either::Left(s.send_request(request))),
-            Sender::H1(s) => Either::Left(Either::Right(Box::pin(async move {
-                s.ready().await?;
-                s.send_request(request).await
-            }))),
-            Sender::H2(s) => Either::Right(s.send_request(request)),
+            Sender::H1(s) => {
+                let request = request.map(Full::new);
+                // An idle connection from the pool is ready as a rule; waiting for it is the slow
+                // path, boxed.
+                let sent = if s.is_ready() {
+                    Either::Left(s.send_request(request))
+                } else {
+                    Either::Right(Box::pin(async move {
+                        s.ready().await?;
+                        s.send_request(request).await
+                    }))
+                };
+                Either::Left(sent.map(h1_response))
+            }
+            Sender::H2(s) => Either::Right(s.send(request)),
         }
+    }
+}
+
+fn h1_response(
+    result: hyper::Result<http::Response<hyper::body::Incoming>>,
+) -> Result<http::Response<Body>, crate::error::BoxError> {
+    match result {
+        Ok(response) => Ok(response.map(Body::H1)),
+        Err(error) => Err(Box::new(error)),
     }
 }
 
@@ -75,7 +93,7 @@ struct Entry {
     /// HTTP/2 senders that finished requests gave back, lent again before a new clone is made:
     /// a clone and its drop are atomic writes to lines the connection's task shares. At most
     /// as many as requests ran at once on the connection.
-    spares: Vec<http2::SendRequest<Full<Bytes>>>,
+    spares: Vec<H2Sender>,
 }
 
 /// State under the lock.
@@ -303,7 +321,7 @@ impl Shared {
         spec: &RequestSpec,
         path: &str,
         h2: bool,
-    ) -> http::Request<Full<Bytes>> {
+    ) -> http::Request<Bytes> {
         let region = &self.regions[endpoint];
         let mut path_and_query = String::with_capacity(region.prefix.len() + path.len());
         path_and_query.push_str(&region.prefix);
@@ -322,7 +340,7 @@ impl Shared {
         };
         // Built in place rather than through `http::request::Builder`, which moves the whole
         // request on every call: this is the hot path.
-        let mut request = http::Request::new(Full::new(spec.body.clone().unwrap_or_default()));
+        let mut request = http::Request::new(spec.body.clone().unwrap_or_default());
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = self.headers[endpoint].for_request(h2, spec.accept, spec.content_type);
@@ -423,18 +441,15 @@ impl Shared {
         let opened = bounded(deadline, limit, TimeoutPhase::Connect, async {
             let connection =
                 self.connector.connect(&target).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
-            let io = TokioIo::new(connection.io);
             if prior_knowledge || connection.negotiated_h2 {
-                let (sender, conn) = http2::Builder::new(TokioExecutor::new())
-                    .timer(TokioTimer::new())
-                    .handshake(io)
+                let (sender, conn) = crate::transport::handshake(connection.io)
                     .await
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok::<_, crate::error::BoxError>((Sender::H2(sender), ConnTask::H2 { conn }))
             } else {
                 let (sender, conn) = http1::Builder::new()
                     .writev(false)
-                    .handshake(io)
+                    .handshake(TokioIo::new(connection.io))
                     .await
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok((Sender::H1(sender), ConnTask::H1 { conn }))
@@ -626,11 +641,11 @@ fn take_sender(inner: &mut Inner, id: ConnId) -> Option<Sender> {
 type BoxedIo = TokioIo<Box<dyn crate::connect::Io>>;
 
 pin_project_lite::pin_project! {
-    /// A connection's hyper future, held inline (no box, no extra future level per poll).
+    /// A connection's future, held inline (no box, no extra future level per poll).
     #[project = ConnTaskProj]
     enum ConnTask {
         H1 { #[pin] conn: http1::Connection<BoxedIo, Full<Bytes>> },
-        H2 { #[pin] conn: http2::Connection<BoxedIo, Full<Bytes>, TokioExecutor> },
+        H2 { #[pin] conn: H2Connection },
     }
 }
 
@@ -650,11 +665,11 @@ impl Future for ConnDriver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let result = match this.task.project() {
-            ConnTaskProj::H1 { conn } => std::task::ready!(conn.poll(cx)),
-            ConnTaskProj::H2 { conn } => std::task::ready!(conn.poll(cx)),
+            ConnTaskProj::H1 { conn } => std::task::ready!(conn.poll(cx)).map_err(|e| e.to_string()),
+            ConnTaskProj::H2 { conn } => std::task::ready!(conn.poll(cx)).map_err(|e| e.to_string()),
         };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "connection ended with an error");
+        if let Err(error) = result {
+            tracing::debug!(%error, "connection ended with an error");
         }
         if let Some(shared) = this.shared.upgrade() {
             shared.connection_ended(*this.id);

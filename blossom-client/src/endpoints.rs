@@ -101,7 +101,7 @@ enum State {
 }
 
 struct Reading {
-    body: hyper::body::Incoming,
+    body: crate::transport::Body,
     decoder: SseDecoder,
     done: Option<Completion<'static>>,
     read_timeout: Duration,
@@ -165,7 +165,7 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
             }
             Ok(None) => r.ended = true,
             Ok(Some(Err(e))) => {
-                let error = Error::Stream { what: "the stream broke off".into(), source: Some(Box::new(e)) };
+                let error = Error::Stream { what: "the stream broke off".into(), source: Some(e) };
                 return r.fail(error, Outcome::Failure);
             }
             Ok(Some(Ok(frame))) => {

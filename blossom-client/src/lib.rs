@@ -1,6 +1,6 @@
 //! blossom-client: a fast, resilient, observable pooled client for the Pollinations API.
 //!
-//! One [`BlossomClient`] owns its connections (hyper 1.x, HTTP/1.1 and HTTP/2, rustls) and lets
+//! One [`BlossomClient`] owns its connections (HTTP/1.1 over hyper 1.x, HTTP/2 over h2, rustls) and lets
 //! `pool_core` decide everything: which region, which connection, when to wait, when to stop
 //! sending to a failing region, how big each pool is. Every figure [`BlossomClient::stats`]
 //! reports is counted where it happened.
@@ -27,6 +27,7 @@ mod health;
 mod inspect;
 mod sse;
 mod stats;
+mod transport;
 mod watch;
 
 pub use api::*;

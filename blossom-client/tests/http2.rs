@@ -55,7 +55,7 @@ async fn finished_requests_give_their_sender_back_for_the_next() {
 
 #[tokio::test]
 async fn a_second_connection_opens_only_past_the_stream_limit() {
-    // 200 streams per connection are assumed (hyper does not expose the peer's limit).
+    // 200 streams per connection are assumed (the peer's limit is not read yet).
     let (server, addr) = common::mock().await;
     server.set_behavior(latency());
     let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
@@ -82,4 +82,35 @@ async fn streams_and_errors_over_h2() {
     assert!(matches!(err, Error::Stream { .. }), "{err:?}");
     server.set_behavior(Behavior::default());
     client.text().generate("after").await.unwrap();
+}
+
+#[tokio::test]
+async fn bodies_past_the_flow_control_windows_are_read_whole() {
+    // 3 MiB each: past the 2 MiB stream window, and two together past the 5 MiB connection
+    // window. A body whose window were not opened again as it is read would stall here.
+    const SIZE: usize = 3 * 1024 * 1024;
+    let (server, addr) = common::mock().await;
+    server.set_behavior(Behavior::Large(SIZE));
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    for _ in 0..3 {
+        let text = client.text().generate("big").await.unwrap();
+        assert_eq!(text.len(), SIZE);
+    }
+    let text = client.text();
+    let together = join_all((0..2).map(|_| text.generate("big"))).await;
+    assert!(together.iter().all(|r| r.as_ref().is_ok_and(|t| t.len() == SIZE)));
+    assert_eq!(server.stats().connections, 1, "all on one connection");
+}
+
+#[tokio::test]
+async fn a_request_body_past_the_peers_window_is_sent_whole() {
+    use blossom_client::{ChatOptions, Message};
+    // 3 MiB of message: more than the server's windows take at once, so the body waits for its
+    // window updates. The server answers only once it has the whole body.
+    let (server, addr) = common::mock().await;
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    let long = "x".repeat(3 * 1024 * 1024);
+    let answer = client.text().chat_with(&[Message::user(&long)], &ChatOptions::default()).await.unwrap();
+    assert!(!answer.is_empty());
+    assert_eq!((server.stats().connections, server.stats().generations), (1, 1));
 }

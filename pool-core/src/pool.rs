@@ -34,8 +34,8 @@ pub struct PoolConfig {
     pub max_waiters: u32,
     /// Wait when full (`true`) or refuse at once (`false`). Default: true.
     pub block: bool,
-    /// HTTP/2 streams assumed per connection (hyper does not expose the peer's
-    /// `SETTINGS_MAX_CONCURRENT_STREAMS`; it queues streams beyond it itself). Default: 200.
+    /// HTTP/2 streams assumed per connection (the client does not read the peer's
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` yet; streams beyond it wait in the connection). Default: 200.
     pub http2_default_streams: u32,
 }
 

@@ -1,0 +1,247 @@
+//! HTTP/2 straight over the `h2` crate, and the response body both protocols give.
+//!
+//! hyper's HTTP/2 client hands each request to the connection's task over a channel and spawns
+//! a task per request to carry the response back. Here the request's own task opens the stream
+//! on the shared connection and polls its response: no channel hop, no task per request. The
+//! connection's settings are hyper's client defaults, so nothing changes on the wire.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Waker, ready};
+
+use bytes::Bytes;
+use http::{HeaderValue, header};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::connect::Io;
+use crate::error::BoxError;
+
+/// Opens HTTP/2 on `io` with hyper's client defaults (windows of 5 MiB per connection and 2 MiB
+/// per stream, 16 KiB frames and header lists, no server push). The connection is for its own
+/// task to drive.
+pub(crate) async fn handshake(io: Box<dyn Io>) -> Result<(H2Sender, H2Connection), h2::Error> {
+    let (send, connection) = h2::client::Builder::new()
+        .initial_max_send_streams(100)
+        .initial_window_size(2 * 1024 * 1024)
+        .initial_connection_window_size(5 * 1024 * 1024)
+        .max_frame_size(16 * 1024)
+        .max_header_list_size(16 * 1024)
+        .max_send_buffer_size(1024 * 1024)
+        .max_local_error_reset_streams(Some(1024))
+        .enable_push(false)
+        .handshake(io)
+        .await?;
+    let open = Arc::new(AtomicBool::new(true));
+    Ok((H2Sender { send, open: open.clone() }, H2Connection { connection, open, deferred: false }))
+}
+
+/// An HTTP/2 connection's future: reads and writes frames, and marks the connection's senders
+/// closed when it ends.
+///
+/// Each wake is deferred once: the task yields to the back of the run queue before it drives
+/// the connection, so the requests woken alongside open their streams first and go out in one
+/// write (flush consolidation, as Netty does it). Without it, each request's wake ran the
+/// connection at once and wrote its frames alone: at 128 requests in flight on loopback, 2.3
+/// times as many write calls per request.
+pub(crate) struct H2Connection {
+    connection: h2::client::Connection<Box<dyn Io>, Bytes>,
+    open: Arc<AtomicBool>,
+    deferred: bool,
+}
+
+impl Future for H2Connection {
+    type Output = Result<(), h2::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.deferred {
+            this.deferred = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        this.deferred = false;
+        let ended = ready!(Pin::new(&mut this.connection).poll(cx));
+        this.open.store(false, Ordering::Release);
+        Poll::Ready(ended)
+    }
+}
+
+/// A handle to open streams on one HTTP/2 connection.
+#[derive(Clone)]
+pub(crate) struct H2Sender {
+    send: h2::client::SendRequest<Bytes>,
+    /// Shared by the connection's handles; cleared when its task ends.
+    open: Arc<AtomicBool>,
+}
+
+impl H2Sender {
+    pub(crate) fn is_closed(&self) -> bool {
+        !self.open.load(Ordering::Acquire)
+    }
+
+    /// Opens a stream for `request` at once when the handle is ready (the usual case), so the
+    /// future holds no copy of the request; otherwise once the peer's stream limit allows.
+    pub(crate) fn send(&mut self, request: http::Request<Bytes>) -> H2Response<'_> {
+        let state = match self.send.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => open_stream(&mut self.send, request),
+            Poll::Ready(Err(error)) => State::Failed(Some(error)),
+            Poll::Pending => State::Waiting(&mut self.send, Some(Box::new(request))),
+        };
+        H2Response { state }
+    }
+}
+
+/// The response to a request sent with [`H2Sender::send`]; pushes the request body meanwhile.
+pub(crate) struct H2Response<'a> {
+    state: State<'a>,
+}
+
+enum State<'a> {
+    /// The handle's previous stream is not open yet.
+    Waiting(&'a mut h2::client::SendRequest<Bytes>, Option<Box<http::Request<Bytes>>>),
+    Sent {
+        response: h2::client::ResponseFuture,
+        body: Option<(h2::SendStream<Bytes>, Bytes)>,
+    },
+    Failed(Option<h2::Error>),
+}
+
+fn open_stream<'a>(send: &mut h2::client::SendRequest<Bytes>, request: http::Request<Bytes>) -> State<'a> {
+    let (mut parts, body) = request.into_parts();
+    let end = body.is_empty();
+    if !end {
+        // As hyper sets it: a body of known length declares it.
+        parts.headers.entry(header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(body.len()));
+    }
+    match send.send_request(http::Request::from_parts(parts, ()), end) {
+        Ok((response, stream)) => State::Sent { response, body: (!end).then_some((stream, body)) },
+        Err(error) => State::Failed(Some(error)),
+    }
+}
+
+impl Future for H2Response<'_> {
+    type Output = Result<http::Response<Body>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match &mut this.state {
+                State::Waiting(send, request) => {
+                    if let Err(error) = ready!(send.poll_ready(cx)) {
+                        return Poll::Ready(Err(Box::new(error)));
+                    }
+                    let request = request.take().expect("a waiting request is sent once");
+                    this.state = open_stream(send, *request);
+                }
+                State::Failed(error) => {
+                    return Poll::Ready(Err(Box::new(error.take().expect("a failed send is polled once"))));
+                }
+                State::Sent { response, body } => {
+                    if let Some((stream, data)) = body {
+                        if let Err(error) = push_body(stream, data, cx) {
+                            return Poll::Ready(Err(Box::new(error)));
+                        }
+                        if data.is_empty() {
+                            *body = None;
+                        }
+                    }
+                    let response = match ready!(Pin::new(response).poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => return Poll::Ready(Err(Box::new(error))),
+                    };
+                    let declared = declared_length(response.headers());
+                    return Poll::Ready(Ok(response.map(|recv| Body::H2(H2Body { recv, remaining: declared }))));
+                }
+            }
+        }
+    }
+}
+
+/// Sends as much of `data` as the peer's windows allow; the rest waits for `cx` to be woken.
+/// A stream the peer closed takes no more: its response says why.
+fn push_body(stream: &mut h2::SendStream<Bytes>, data: &mut Bytes, cx: &mut Context<'_>) -> Result<(), h2::Error> {
+    while !data.is_empty() {
+        stream.reserve_capacity(data.len());
+        match stream.poll_capacity(cx) {
+            Poll::Ready(Some(Ok(0))) | Poll::Pending => return Ok(()),
+            Poll::Ready(Some(Ok(granted))) => {
+                let chunk = data.split_to(granted.min(data.len()));
+                stream.send_data(chunk, data.is_empty())?;
+            }
+            Poll::Ready(Some(Err(error))) => return Err(error),
+            Poll::Ready(None) => {
+                data.clear();
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn declared_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// A response body, over either protocol.
+pub(crate) enum Body {
+    H1(Incoming),
+    H2(H2Body),
+}
+
+/// An HTTP/2 response body: the stream's window opens again as each chunk is taken.
+pub(crate) struct H2Body {
+    recv: h2::RecvStream,
+    /// What `Content-Length` declared and is not read yet.
+    remaining: Option<u64>,
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            Body::H1(body) => Pin::new(body).poll_frame(cx).map_err(|error| Box::new(error) as BoxError),
+            Body::H2(body) => body.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Body::H1(body) => body.is_end_stream(),
+            Body::H2(body) => body.recv.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Body::H1(body) => body.size_hint(),
+            Body::H2(body) => body.remaining.map(SizeHint::with_exact).unwrap_or_default(),
+        }
+    }
+}
+
+impl H2Body {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match ready!(self.recv.poll_data(cx)) {
+            Some(Ok(data)) => {
+                // Taken by the reader now: the peer may send as much again.
+                let _ = self.recv.flow_control().release_capacity(data.len());
+                if let Some(remaining) = &mut self.remaining {
+                    *remaining = remaining.saturating_sub(data.len() as u64);
+                }
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            Some(Err(error)) => return Poll::Ready(Some(Err(Box::new(error)))),
+            None => {}
+        }
+        match ready!(self.recv.poll_trailers(cx)) {
+            Ok(Some(trailers)) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Ok(None) => Poll::Ready(None),
+            Err(error) => Poll::Ready(Some(Err(Box::new(error)))),
+        }
+    }
+}
