@@ -60,16 +60,17 @@ fn binary(name: &str, args: &[&str]) -> Result<(), String> {
     if status.success() { Ok(()) } else { Err(format!("`{name}` failed ({status})")) }
 }
 
-/// Marginal instructions per request under callgrind: each client at HTTP/1.1 16 and h2c 128,
-/// run with 2,000 and with 12,000 measured requests (the same warmup); the difference over
-/// 10,000 leaves out start-up (runtime, TLS roots, connections).
+/// Marginal instructions per request under callgrind: each client at HTTP/1.1 16 and h2c 128
+/// (`raw-h2` at h2c only), run with 2,000 and with 12,000 measured requests (the same warmup);
+/// the difference over 10,000 leaves out start-up (runtime, TLS roots, connections).
 fn instructions() -> Result<(), String> {
-    const CLIENTS: [&str; 5] = ["raw", "hyper-util", "blossom", "blossom-off", "blossom-on"];
+    const CLIENTS: [&str; 6] = ["raw", "raw-h2", "hyper-util", "blossom", "blossom-off", "blossom-on"];
     const POINTS: [&str; 2] = ["http1:16", "h2c:128"];
+    let runs = |point: &str, client: &str| client != "raw-h2" || point.starts_with("h2c");
     let compare = target_dir().join("release").join(format!("compare{}", std::env::consts::EXE_SUFFIX));
     let mut per = std::collections::HashMap::new();
     for point in POINTS {
-        for client in CLIENTS {
+        for client in CLIENTS.into_iter().filter(|c| runs(point, c)) {
             let args =
                 |n: &str| ["--only", client, "--point", point, "--rounds", "1", "--requests", n].map(String::from);
             per.insert((point, client), marginal(&compare, args, 2_000, 12_000)?);
@@ -81,7 +82,7 @@ fn instructions() -> Result<(), String> {
     let mut rows = Vec::new();
     for point in POINTS {
         let raw = per[&(point, "raw")];
-        for client in CLIENTS {
+        for client in CLIENTS.into_iter().filter(|c| runs(point, c)) {
             let value = per[&(point, client)];
             println!("| {point} | {client} | {value:.0} | {:.3} |", value / raw);
             rows.push(format!(

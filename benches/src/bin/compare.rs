@@ -6,6 +6,10 @@
 //! /text/bench` against [`blossom_mock::MockServer`] (answer `echo: bench`, a small body read in
 //! full), HTTP/1.1 at concurrency 1, 16 and 128, and h2c at 128.
 //!
+//! blossom speaks HTTP/2 over the `h2` crate directly, below hyper's HTTP/2 client; at h2c a
+//! fifth client, `raw-h2` (one bare `h2` connection shared by all tasks), is the limit on that
+//! layer, and a second table gives each client against it.
+//!
 //! For every point and every client, a fresh client makes `warmup` requests (cold start), then
 //! `requests` measured ones; the server's accepted-connection counter is read before, between and
 //! after. The clients run interleaved, round after round, in an order that rotates each round, so
@@ -57,6 +61,9 @@ const PROMPT: &str = "bench";
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Raw,
+    /// h2c only: one bare connection of the `h2` crate shared by all tasks, the layer blossom
+    /// speaks HTTP/2 on (hyper's HTTP/2 client, `raw`, adds a channel hop and a task per request).
+    RawH2,
     HyperUtil,
     Reqwest,
     Blossom,
@@ -66,12 +73,14 @@ enum Kind {
     BlossomOn,
 }
 
-const KINDS: [Kind; 6] = [Kind::Raw, Kind::HyperUtil, Kind::Reqwest, Kind::Blossom, Kind::BlossomOff, Kind::BlossomOn];
+const KINDS: [Kind; 7] =
+    [Kind::Raw, Kind::RawH2, Kind::HyperUtil, Kind::Reqwest, Kind::Blossom, Kind::BlossomOff, Kind::BlossomOn];
 
 impl Kind {
     fn name(self) -> &'static str {
         match self {
             Kind::Raw => "raw",
+            Kind::RawH2 => "raw-h2",
             Kind::HyperUtil => "hyper-util",
             Kind::Reqwest => "reqwest",
             Kind::Blossom => "blossom",
@@ -80,9 +89,11 @@ impl Kind {
         }
     }
 
-    /// Whether this client runs at `point`: the resilience pair only at HTTP/1.1 16 and h2c 128.
+    /// Whether this client runs at `point`: the resilience pair only at HTTP/1.1 16 and h2c 128,
+    /// `raw-h2` only over h2c.
     fn runs_at(self, point: Point) -> bool {
         match self {
+            Kind::RawH2 => point.proto == Proto::H2c,
             Kind::BlossomOff | Kind::BlossomOn => {
                 matches!((point.proto, point.concurrency), (Proto::Http1, 16) | (Proto::H2c, 128))
             }
@@ -191,9 +202,31 @@ impl Raw {
     }
 }
 
-/// One of the four clients, built fresh for each run.
+/// One bare `h2` connection, shared by all tasks; each task opens its streams on its own handle.
+struct RawH2 {
+    addr: SocketAddr,
+    sender: tokio::sync::OnceCell<h2::client::SendRequest<Bytes>>,
+}
+
+impl RawH2 {
+    async fn sender(&self) -> h2::client::SendRequest<Bytes> {
+        self.sender
+            .get_or_init(|| async {
+                let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect to the mock");
+                stream.set_nodelay(true).expect("nodelay");
+                let (sender, conn) = h2::client::handshake(stream).await.expect("h2 handshake");
+                tokio::spawn(conn);
+                sender
+            })
+            .await
+            .clone()
+    }
+}
+
+/// One of the clients, built fresh for each run.
 enum Client {
     Raw(Arc<Raw>),
+    RawH2(Arc<RawH2>),
     HyperUtil(Box<LegacyClient<HttpConnector, Empty<Bytes>>>),
     Reqwest(reqwest::Client),
     Blossom(BlossomClient),
@@ -208,6 +241,7 @@ impl Client {
                 h1: Mutex::new((0..point.concurrency).map(|_| None).collect()),
                 h2: tokio::sync::OnceCell::new(),
             })),
+            Kind::RawH2 => Client::RawH2(Arc::new(RawH2 { addr, sender: tokio::sync::OnceCell::new() })),
             Kind::HyperUtil => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
@@ -276,6 +310,7 @@ const RATE_LIMIT_PER_MINUTE: u32 = 10_000_000;
 enum Handle {
     RawH1(usize, http1::SendRequest<Empty<Bytes>>, Arc<Raw>),
     RawH2(http2::SendRequest<Empty<Bytes>>),
+    H2(h2::client::SendRequest<Bytes>),
     HyperUtil(LegacyClient<HttpConnector, Empty<Bytes>>),
     Reqwest(reqwest::Client),
     Blossom(BlossomClient),
@@ -293,6 +328,7 @@ impl Handle {
                 Handle::RawH1(task, sender, raw.clone())
             }
             (Client::Raw(raw), Proto::H2c) => Handle::RawH2(raw.h2().await),
+            (Client::RawH2(raw), _) => Handle::H2(raw.sender().await),
             (Client::HyperUtil(c), _) => Handle::HyperUtil(LegacyClient::clone(c)),
             (Client::Reqwest(c), _) => Handle::Reqwest(c.clone()),
             (Client::Blossom(c), _) => Handle::Blossom(c.clone()),
@@ -314,6 +350,19 @@ impl Handle {
                 let request = wire.request(wire.uri.clone(), false);
                 let response = sender.send_request(request).await.expect("raw h2 response");
                 response.into_body().collect().await.expect("raw h2 body").to_bytes().len()
+            }
+            Handle::H2(sender) => {
+                std::future::poll_fn(|cx| sender.poll_ready(cx)).await.expect("h2 ready");
+                let request = wire.request(wire.uri.clone(), false).map(|_| ());
+                let (response, _) = sender.send_request(request, true).expect("h2 send");
+                let mut body = response.await.expect("h2 response").into_body();
+                let mut len = 0;
+                while let Some(data) = body.data().await {
+                    let data = data.expect("h2 body");
+                    len += data.len();
+                    let _ = body.flow_control().release_capacity(data.len());
+                }
+                len
             }
             Handle::HyperUtil(client) => {
                 // hyper-util adds `host` itself over HTTP/1.1.
@@ -525,7 +574,7 @@ fn main() {
     let kinds: Vec<Kind> =
         KINDS.iter().copied().filter(|k| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == k.name()))).collect();
     if kinds.is_empty() {
-        eprintln!("compare: --only takes raw, hyper-util, reqwest, blossom, blossom-off or blossom-on");
+        eprintln!("compare: --only takes raw, raw-h2, hyper-util, reqwest, blossom, blossom-off or blossom-on");
         std::process::exit(2);
     }
 
@@ -595,6 +644,15 @@ fn main() {
                 "requests": plan.requests,
                 "warmup": plan.warmup(point.concurrency),
             }));
+            if point.proto == Proto::H2c && *kind != Kind::Raw && *kind != Kind::RawH2 {
+                // Over the same layer: h2 under both.
+                let h2 = &results[p][KINDS.iter().position(|k| *k == Kind::RawH2).expect("a listed kind")];
+                if let Some(ratios) = paired_ratios(h2, runs) {
+                    let row = rows.last_mut().expect("just pushed");
+                    row["vs_raw_h2_paired"] = json!(round3(median_of_sorted(&ratios)));
+                    row["vs_raw_h2_paired_ci95"] = json!(median_interval(&ratios).map(|[l, h]| [round3(l), round3(h)]));
+                }
+            }
             if *kind == Kind::BlossomOn {
                 let off = &results[p][KINDS.iter().position(|k| *k == Kind::BlossomOff).expect("a listed kind")];
                 if !off.is_empty() {
@@ -607,6 +665,7 @@ fn main() {
         }
     }
     print_table(&rows, &plan);
+    print_same_transport(&rows);
     print_resilience(&results);
     let text = serde_json::to_string_pretty(&rows).expect("json");
     match json_path {
@@ -619,6 +678,29 @@ fn main() {
         }
         None => println!("{text}"),
     }
+}
+
+/// h2c against `raw-h2`, the bare connection of the layer blossom speaks HTTP/2 on.
+fn print_same_transport(rows: &[serde_json::Value]) {
+    let rows: Vec<_> = rows.iter().filter(|r| r["vs_raw_h2_paired"].is_number()).collect();
+    if rows.is_empty() {
+        return;
+    }
+    println!("h2c against a bare h2 connection (`raw-h2`), paired:\n");
+    println!("| client | vs raw-h2, paired | 95 % interval |");
+    println!("|---|---:|---:|");
+    for row in rows {
+        let interval = match (row["vs_raw_h2_paired_ci95"][0].as_f64(), row["vs_raw_h2_paired_ci95"][1].as_f64()) {
+            (Some(low), Some(high)) => format!("{low:.3}–{high:.3}"),
+            _ => "-".to_string(),
+        };
+        println!(
+            "| {} | {:.3}x | {interval} |",
+            row["client"].as_str().unwrap_or("?"),
+            row["vs_raw_h2_paired"].as_f64().unwrap_or(0.0)
+        );
+    }
+    println!();
 }
 
 /// "Resilience on vs off": on / off of the medians, and the median of the per-round on / off
