@@ -52,13 +52,11 @@ impl Sender {
     /// holds no copy of the request (an `async fn` would keep one in its state).
     pub(crate) fn send(
         &mut self,
-        request: http::Request<Bytes>,
+        request: http::Request<Full<Bytes>>,
     ) -> impl Future<Output = Result<http::Response<Body>, crate::error::BoxError>> + '_ {
-        use futures_util::FutureExt as _;
         use futures_util::future::Either;
         match self {
             Sender::H1(s) => {
-                let request = request.map(Full::new);
                 // An idle connection from the pool is ready as a rule; waiting for it is the slow
                 // path, boxed.
                 let sent = if s.is_ready() {
@@ -69,19 +67,31 @@ impl Sender {
                         s.send_request(request).await
                     }))
                 };
-                Either::Left(sent.map(h1_response))
+                Either::Left(H1Sent { sent })
             }
             Sender::H2(s) => Either::Right(s.send(request)),
         }
     }
 }
 
-fn h1_response(
-    result: hyper::Result<http::Response<hyper::body::Incoming>>,
-) -> Result<http::Response<Body>, crate::error::BoxError> {
-    match result {
-        Ok(response) => Ok(response.map(Body::H1)),
-        Err(error) => Err(Box::new(error)),
+pin_project_lite::pin_project! {
+    /// hyper's HTTP/1.1 response, as a [`Body`]. Converted as it comes out: no state to replace
+    /// on completion, as `FutureExt::map` has (a copy of the whole future per request).
+    struct H1Sent<F> {
+        #[pin]
+        sent: F,
+    }
+}
+
+impl<F: Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>>> Future for H1Sent<F> {
+    type Output = Result<http::Response<Body>, crate::error::BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project().sent.poll(cx).map(|sent| match sent {
+            Ok(response) => Ok(response.map(Body::H1)),
+            Err(error) => Err(Box::new(error) as crate::error::BoxError),
+        })
     }
 }
 
@@ -321,7 +331,7 @@ impl Shared {
         spec: &RequestSpec,
         path: &str,
         h2: bool,
-    ) -> http::Request<Bytes> {
+    ) -> http::Request<Full<Bytes>> {
         let region = &self.regions[endpoint];
         let mut path_and_query = String::with_capacity(region.prefix.len() + path.len());
         path_and_query.push_str(&region.prefix);
@@ -340,7 +350,7 @@ impl Shared {
         };
         // Built in place rather than through `http::request::Builder`, which moves the whole
         // request on every call: this is the hot path.
-        let mut request = http::Request::new(spec.body.clone().unwrap_or_default());
+        let mut request = http::Request::new(Full::new(spec.body.clone().unwrap_or_default()));
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = self.headers[endpoint].for_request(h2, spec.accept, spec.content_type);

@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker, ready};
 use bytes::Bytes;
 use http::{HeaderValue, header};
 use http_body::{Frame, SizeHint};
+use http_body_util::Full;
 use hyper::body::Incoming;
 
 use crate::connect::Io;
@@ -84,13 +85,49 @@ impl H2Sender {
 
     /// Opens a stream for `request` at once when the handle is ready (the usual case), so the
     /// future holds no copy of the request; otherwise once the peer's stream limit allows.
-    pub(crate) fn send(&mut self, request: http::Request<Bytes>) -> H2Response<'_> {
+    pub(crate) fn send(&mut self, request: http::Request<Full<Bytes>>) -> H2Response<'_> {
         let state = match self.send.poll_ready(&mut Context::from_waker(Waker::noop())) {
-            Poll::Ready(Ok(())) => open_stream(&mut self.send, request),
-            Poll::Ready(Err(error)) => State::Failed(Some(error)),
-            Poll::Pending => State::Waiting(&mut self.send, Some(Box::new(request))),
+            Poll::Ready(Ok(())) => self.open_stream(request),
+            Poll::Ready(Err(error)) => self.refused(error),
+            Poll::Pending => State::Waiting(self, Some(Box::new(request))),
         };
         H2Response { state }
+    }
+
+    fn open_stream<'a>(&mut self, request: http::Request<Full<Bytes>>) -> State<'a> {
+        let (mut parts, body) = request.into_parts();
+        let body = whole(body);
+        let end = body.is_empty();
+        if !end {
+            // As hyper sets it: a body of known length declares it.
+            parts.headers.entry(header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(body.len()));
+        }
+        match self.send.send_request(http::Request::from_parts(parts, ()), end) {
+            Ok((response, stream)) => State::Sent { response, body: (!end).then_some((stream, body)) },
+            Err(error) => self.refused(error),
+        }
+    }
+
+    /// A stream the connection would not open. After the peer's `GOAWAY` (or a broken
+    /// connection) none will open: its senders are marked closed at once, so a retry takes
+    /// another connection rather than this one again, while its last streams finish.
+    fn refused<'a>(&self, error: h2::Error) -> State<'a> {
+        if error.is_go_away() || error.is_io() {
+            self.open.store(false, Ordering::Release);
+        }
+        State::Failed(Some(error))
+    }
+}
+
+/// The bytes of a request body: `Full` gives them whole, at its first poll.
+fn whole(mut body: Full<Bytes>) -> Bytes {
+    use http_body::Body as _;
+    if body.is_end_stream() {
+        return Bytes::new();
+    }
+    match Pin::new(&mut body).poll_frame(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(Some(Ok(frame))) => frame.into_data().unwrap_or_default(),
+        _ => Bytes::new(),
     }
 }
 
@@ -101,25 +138,12 @@ pub(crate) struct H2Response<'a> {
 
 enum State<'a> {
     /// The handle's previous stream is not open yet.
-    Waiting(&'a mut h2::client::SendRequest<Bytes>, Option<Box<http::Request<Bytes>>>),
+    Waiting(&'a mut H2Sender, Option<Box<http::Request<Full<Bytes>>>>),
     Sent {
         response: h2::client::ResponseFuture,
         body: Option<(h2::SendStream<Bytes>, Bytes)>,
     },
     Failed(Option<h2::Error>),
-}
-
-fn open_stream<'a>(send: &mut h2::client::SendRequest<Bytes>, request: http::Request<Bytes>) -> State<'a> {
-    let (mut parts, body) = request.into_parts();
-    let end = body.is_empty();
-    if !end {
-        // As hyper sets it: a body of known length declares it.
-        parts.headers.entry(header::CONTENT_LENGTH).or_insert_with(|| HeaderValue::from(body.len()));
-    }
-    match send.send_request(http::Request::from_parts(parts, ()), end) {
-        Ok((response, stream)) => State::Sent { response, body: (!end).then_some((stream, body)) },
-        Err(error) => State::Failed(Some(error)),
-    }
 }
 
 impl Future for H2Response<'_> {
@@ -129,12 +153,11 @@ impl Future for H2Response<'_> {
         let this = self.get_mut();
         loop {
             match &mut this.state {
-                State::Waiting(send, request) => {
-                    if let Err(error) = ready!(send.poll_ready(cx)) {
-                        return Poll::Ready(Err(Box::new(error)));
-                    }
-                    let request = request.take().expect("a waiting request is sent once");
-                    this.state = open_stream(send, *request);
+                State::Waiting(sender, request) => {
+                    this.state = match ready!(sender.send.poll_ready(cx)) {
+                        Ok(()) => sender.open_stream(*request.take().expect("a waiting request is sent once")),
+                        Err(error) => sender.refused(error),
+                    };
                 }
                 State::Failed(error) => {
                     return Poll::Ready(Err(Box::new(error.take().expect("a failed send is polled once"))));
@@ -202,6 +225,7 @@ impl http_body::Body for Body {
     type Data = Bytes;
     type Error = BoxError;
 
+    #[inline]
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             Body::H1(body) => Pin::new(body).poll_frame(cx).map_err(|error| Box::new(error) as BoxError),
@@ -209,6 +233,7 @@ impl http_body::Body for Body {
         }
     }
 
+    #[inline]
     fn is_end_stream(&self) -> bool {
         match self {
             Body::H1(body) => body.is_end_stream(),
@@ -243,5 +268,49 @@ impl H2Body {
             Ok(None) => Poll::Ready(None),
             Err(error) => Poll::Ready(Some(Err(Box::new(error)))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn get(path: &str) -> http::Request<Full<Bytes>> {
+        let mut request = http::Request::new(Full::new(Bytes::new()));
+        *request.uri_mut() = format!("http://test{path}").parse().expect("a uri");
+        request
+    }
+
+    #[tokio::test]
+    async fn a_goaway_marks_the_senders_closed_while_the_connection_lives_on() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        tokio::spawn(async move {
+            let mut connection = h2::server::handshake(server_io).await.expect("server handshake");
+            // Held unanswered: the connection cannot end while this stream is open.
+            let (_request, _held) = connection.accept().await.expect("a stream").expect("a request");
+            connection.graceful_shutdown();
+            while connection.accept().await.is_some() {}
+        });
+        let (mut sender, connection) = handshake(Box::new(client_io)).await.expect("client handshake");
+        let driver = tokio::spawn(connection);
+        let observer = sender.clone();
+        let mut first = sender.clone();
+        let _open = first.send(get("/held"));
+        // Until the GOAWAY has arrived: then no stream opens on this connection.
+        let mut refused = false;
+        for _ in 0..500 {
+            if let Poll::Ready(Err(error)) = sender.send.poll_ready(&mut Context::from_waker(Waker::noop())) {
+                refused = error.is_go_away();
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(refused, "the peer's GOAWAY arrived");
+        assert!(!sender.is_closed(), "not yet marked: nothing was sent since");
+        let sent = sender.send(get("/next")).await;
+        assert!(sent.is_err_and(|e| e.downcast_ref::<h2::Error>().is_some_and(h2::Error::is_go_away)));
+        assert!(sender.is_closed() && observer.is_closed(), "every sender of the connection is marked closed");
+        assert!(!driver.is_finished(), "while the held stream keeps the connection open");
     }
 }
