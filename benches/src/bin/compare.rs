@@ -680,6 +680,14 @@ fn main() {
     }
 }
 
+/// A `[low, high]` interval as the tables print it; `-` when there is none.
+fn interval(bounds: &serde_json::Value) -> String {
+    match (bounds[0].as_f64(), bounds[1].as_f64()) {
+        (Some(low), Some(high)) => format!("{low:.3}–{high:.3}"),
+        _ => "-".to_string(),
+    }
+}
+
 /// h2c against `raw-h2`, the bare connection of the layer blossom speaks HTTP/2 on.
 fn print_same_transport(rows: &[serde_json::Value]) {
     let rows: Vec<_> = rows.iter().filter(|r| r["vs_raw_h2_paired"].is_number()).collect();
@@ -690,10 +698,7 @@ fn print_same_transport(rows: &[serde_json::Value]) {
     println!("| client | vs raw-h2, paired | 95 % interval |");
     println!("|---|---:|---:|");
     for row in rows {
-        let interval = match (row["vs_raw_h2_paired_ci95"][0].as_f64(), row["vs_raw_h2_paired_ci95"][1].as_f64()) {
-            (Some(low), Some(high)) => format!("{low:.3}–{high:.3}"),
-            _ => "-".to_string(),
-        };
+        let interval = interval(&row["vs_raw_h2_paired_ci95"]);
         println!(
             "| {} | {:.3}x | {interval} |",
             row["client"].as_str().unwrap_or("?"),
@@ -797,10 +802,7 @@ fn print_table(rows: &[serde_json::Value], plan: &Plan) {
     );
     println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for row in rows {
-        let interval = match (row["vs_raw_paired_ci95"][0].as_f64(), row["vs_raw_paired_ci95"][1].as_f64()) {
-            (Some(low), Some(high)) => format!("{low:.3}–{high:.3}"),
-            _ => "-".to_string(),
-        };
+        let interval = interval(&row["vs_raw_paired_ci95"]);
         println!(
             "| {} | {} | {} | {} | {} | {} | {interval} | {} | {} | {} | {} | {} |",
             row["client"].as_str().unwrap_or("?"),
