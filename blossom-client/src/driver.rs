@@ -33,7 +33,8 @@ use crate::watch::{WatchKey, Watchlist};
 /// A request sender on an open connection.
 pub(crate) enum Sender {
     H1(http1::SendRequest<Full<Bytes>>),
-    H2(H2Sender),
+    /// Boxed: a sender moves with every request (step, lease), and this one is the larger.
+    H2(Box<H2Sender>),
 }
 
 impl Sender {
@@ -103,7 +104,8 @@ struct Entry {
     /// HTTP/2 senders that finished requests gave back, lent again before a new clone is made:
     /// a clone and its drop are atomic writes to lines the connection's task shares. At most
     /// as many as requests ran at once on the connection.
-    spares: Vec<H2Sender>,
+    #[allow(clippy::vec_box)] // reason: lent and given back as the box a request holds, no allocation per request
+    spares: Vec<Box<H2Sender>>,
 }
 
 /// State under the lock.
@@ -455,7 +457,7 @@ impl Shared {
                 let (sender, conn) = crate::transport::handshake(connection.io)
                     .await
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
-                Ok::<_, crate::error::BoxError>((Sender::H2(sender), ConnTask::H2 { conn }))
+                Ok::<_, crate::error::BoxError>((Sender::H2(Box::new(sender)), ConnTask::H2 { conn }))
             } else {
                 let (sender, conn) = http1::Builder::new()
                     .writev(false)
