@@ -284,7 +284,8 @@ mod tests {
         request
     }
 
-    #[tokio::test]
+    // Paused time: the server is in memory, so the polls below cost no real time.
+    #[tokio::test(start_paused = true)]
     async fn a_goaway_marks_the_senders_closed_while_the_connection_lives_on() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
         tokio::spawn(async move {

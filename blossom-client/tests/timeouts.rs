@@ -92,7 +92,8 @@ async fn read_timeout_between_chunks_of_a_slow_drip() {
     assert_eq!(client.text().generate("again").await.unwrap(), "slow drip answer");
 }
 
-#[tokio::test]
+// Paused time: the drip's gaps and the read timeouts run on the test's clock, not the wall's.
+#[tokio::test(start_paused = true)]
 async fn a_body_read_outlasts_the_heads_read_timeout_when_each_gap_is_shorter() {
     // Sixteen bytes 100 ms apart: the head's read deadline passes while the body is read. It
     // wakes the read, which then waits for its own gap's bound.

@@ -167,6 +167,13 @@ struct Options {
     blossom_keep_idle: bool,
 }
 
+/// A TCP connection to the mock, with nodelay as every client sets it.
+async fn dial(addr: SocketAddr) -> tokio::net::TcpStream {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect to the mock");
+    stream.set_nodelay(true).expect("nodelay");
+    stream
+}
+
 /// A bare hyper connection per task (HTTP/1.1), or one h2 connection shared by all tasks.
 struct Raw {
     addr: SocketAddr,
@@ -177,8 +184,7 @@ struct Raw {
 
 impl Raw {
     async fn h1(&self) -> http1::SendRequest<Empty<Bytes>> {
-        let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect to the mock");
-        stream.set_nodelay(true).expect("nodelay");
+        let stream = dial(self.addr).await;
         let (sender, conn) = http1::handshake(TokioIo::new(stream)).await.expect("http1 handshake");
         tokio::spawn(conn);
         sender
@@ -187,8 +193,7 @@ impl Raw {
     async fn h2(&self) -> http2::SendRequest<Empty<Bytes>> {
         self.h2
             .get_or_init(|| async {
-                let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect to the mock");
-                stream.set_nodelay(true).expect("nodelay");
+                let stream = dial(self.addr).await;
                 let (sender, conn) = http2::Builder::new(TokioExecutor::new())
                     .timer(TokioTimer::new())
                     .handshake(TokioIo::new(stream))
@@ -212,8 +217,7 @@ impl RawH2 {
     async fn sender(&self) -> h2::client::SendRequest<Bytes> {
         self.sender
             .get_or_init(|| async {
-                let stream = tokio::net::TcpStream::connect(self.addr).await.expect("connect to the mock");
-                stream.set_nodelay(true).expect("nodelay");
+                let stream = dial(self.addr).await;
                 let (sender, conn) = h2::client::handshake(stream).await.expect("h2 handshake");
                 tokio::spawn(conn);
                 sender
