@@ -454,7 +454,7 @@ impl Shared {
             let connection =
                 self.connector.connect(&target).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
             if prior_knowledge || connection.negotiated_h2 {
-                let (sender, conn) = crate::transport::handshake(connection.io)
+                let (sender, conn) = crate::transport::handshake(connection.io, self.stream_cap() as usize)
                     .await
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok::<_, crate::error::BoxError>((Sender::H2(Box::new(sender)), ConnTask::H2 { conn }))
@@ -477,7 +477,8 @@ impl Shared {
         tokio::spawn(ConnDriver { task, shared: Arc::downgrade(self), id });
         let mut inner = self.lock();
         let protocol = match &sender {
-            Sender::H2(_) => Protocol::Http2 { max_streams: self.config.session.pool().http2_default_streams },
+            // Read under the lock the connection's task reports a change under: neither is lost.
+            Sender::H2(s) => Protocol::Http2 { max_streams: self.stream_limit(s.stream_limit()) },
             Sender::H1(_) => Protocol::Http1,
         };
         inner.core.pool_mut().on_connected(self.now(), id, protocol);
@@ -492,6 +493,24 @@ impl Shared {
         }
         self.settle(&mut inner);
         Ok(lent)
+    }
+
+    /// The pool's limit of HTTP/2 streams per connection.
+    fn stream_cap(&self) -> u32 {
+        self.config.session.pool().http2_default_streams
+    }
+
+    /// The streams the pool puts on an HTTP/2 connection whose peer takes `peer` at once.
+    fn stream_limit(&self, peer: usize) -> u32 {
+        u32::try_from(peer).unwrap_or(u32::MAX).min(self.stream_cap())
+    }
+
+    /// The peer of an HTTP/2 connection changed how many streams it takes at once.
+    fn stream_limit_changed(&self, id: ConnId, peer: usize) {
+        let mut inner = self.lock();
+        let now = self.now();
+        inner.core.pool_mut().on_stream_limit(now, id, self.stream_limit(peer));
+        self.settle(&mut inner);
     }
 
     /// The server (or an error) ended a connection: forget it if idle; a busy one is closed
@@ -678,7 +697,15 @@ impl Future for ConnDriver {
         let this = self.project();
         let result = match this.task.project() {
             ConnTaskProj::H1 { conn } => std::task::ready!(conn.poll(cx)).map_err(|e| e.to_string()),
-            ConnTaskProj::H2 { conn } => std::task::ready!(conn.poll(cx)).map_err(|e| e.to_string()),
+            ConnTaskProj::H2 { mut conn } => {
+                let polled = conn.as_mut().poll(cx);
+                if let Some(peer) = conn.stream_limit_changed() {
+                    if let Some(shared) = this.shared.upgrade() {
+                        shared.stream_limit_changed(*this.id, peer);
+                    }
+                }
+                std::task::ready!(polled).map_err(|e| e.to_string())
+            }
         };
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");

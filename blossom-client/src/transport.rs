@@ -3,7 +3,9 @@
 //! hyper's HTTP/2 client hands each request to the connection's task over a channel and spawns
 //! a task per request to carry the response back. Here the request's own task opens the stream
 //! on the shared connection and polls its response: no channel hop, no task per request. The
-//! connection's settings are hyper's client defaults, so nothing changes on the wire.
+//! connection's settings are hyper's client defaults but one: before the peer's SETTINGS say how
+//! many streams it takes, up to the pool's limit open (200 by default; hyper opens 100). The
+//! peer's limit, once known, caps the pool's for that connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -21,11 +23,12 @@ use crate::connect::Io;
 use crate::error::BoxError;
 
 /// Opens HTTP/2 on `io` with hyper's client defaults (windows of 5 MiB per connection and 2 MiB
-/// per stream, 16 KiB frames and header lists, no server push). The connection is for its own
-/// task to drive.
-pub(crate) async fn handshake(io: Box<dyn Io>) -> Result<(H2Sender, H2Connection), h2::Error> {
+/// per stream, 16 KiB frames and header lists, no server push). Up to `max_streams` streams
+/// open before the peer's SETTINGS say how many it takes: the pool's own limit, so the pool and
+/// the connection agree until then. The connection is for its own task to drive.
+pub(crate) async fn handshake(io: Box<dyn Io>, max_streams: usize) -> Result<(H2Sender, H2Connection), h2::Error> {
     let (send, connection) = h2::client::Builder::new()
-        .initial_max_send_streams(100)
+        .initial_max_send_streams(max_streams)
         .initial_window_size(2 * 1024 * 1024)
         .initial_connection_window_size(5 * 1024 * 1024)
         .max_frame_size(16 * 1024)
@@ -37,7 +40,8 @@ pub(crate) async fn handshake(io: Box<dyn Io>) -> Result<(H2Sender, H2Connection
         .await?;
     let open = Arc::new(AtomicBool::new(true));
     let connection = Box::new(connection);
-    Ok((H2Sender { send, open: open.clone() }, H2Connection { connection, open, deferred: false }))
+    let streams = connection.max_concurrent_send_streams();
+    Ok((H2Sender { send, open: open.clone() }, H2Connection { connection, open, deferred: false, streams }))
 }
 
 /// An HTTP/2 connection's future: reads and writes frames, and marks the connection's senders
@@ -53,6 +57,24 @@ pub(crate) struct H2Connection {
     connection: Box<h2::client::Connection<Box<dyn Io>, Bytes>>,
     open: Arc<AtomicBool>,
     deferred: bool,
+    /// The streams the peer takes at once, as last seen.
+    streams: usize,
+}
+
+impl H2Connection {
+    /// The streams the peer takes at once, when it changed since the last call: its SETTINGS
+    /// arrived, or changed it.
+    pub(crate) fn stream_limit_changed(&mut self) -> Option<usize> {
+        if self.deferred {
+            // Only yielded: nothing was read.
+            return None;
+        }
+        let streams = self.connection.max_concurrent_send_streams();
+        (streams != self.streams).then(|| {
+            self.streams = streams;
+            streams
+        })
+    }
 }
 
 impl Future for H2Connection {
@@ -83,6 +105,11 @@ pub(crate) struct H2Sender {
 impl H2Sender {
     pub(crate) fn is_closed(&self) -> bool {
         !self.open.load(Ordering::Acquire)
+    }
+
+    /// The streams the peer takes at once (before its SETTINGS: the handshake's `max_streams`).
+    pub(crate) fn stream_limit(&self) -> usize {
+        self.send.current_max_send_streams()
     }
 
     /// Opens a stream for `request` at once when the handle is ready (the usual case), so the
@@ -295,7 +322,7 @@ mod tests {
             connection.graceful_shutdown();
             while connection.accept().await.is_some() {}
         });
-        let (mut sender, connection) = handshake(Box::new(client_io)).await.expect("client handshake");
+        let (mut sender, connection) = handshake(Box::new(client_io), 100).await.expect("client handshake");
         let driver = tokio::spawn(connection);
         let observer = sender.clone();
         let mut first = sender.clone();

@@ -55,7 +55,7 @@ async fn finished_requests_give_their_sender_back_for_the_next() {
 
 #[tokio::test]
 async fn a_second_connection_opens_only_past_the_stream_limit() {
-    // 200 streams per connection are assumed (the peer's limit is not read yet).
+    // The mock takes hyper's default of 200 streams at once, as many as the pool allows.
     let (server, addr) = common::mock().await;
     server.set_behavior(latency());
     let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
@@ -67,6 +67,23 @@ async fn a_second_connection_opens_only_past_the_stream_limit() {
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(server.stats().connections, 2);
     assert_eq!(client.stats().connections_created, 2);
+}
+
+#[tokio::test]
+async fn streams_past_the_peers_limit_open_another_connection_rather_than_queue() {
+    let (server, addr) = common::mock().await;
+    server.set_behavior(latency());
+    server.set_http2_max_streams(10);
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    // A first request: the connection reads the server's SETTINGS before its answer.
+    client.text().generate("first").await.unwrap();
+    let calls = (0..25).map(|i| {
+        let client = client.clone();
+        async move { client.text().generate(&format!("prompt {i}")).await }
+    });
+    assert!(join_all(calls).await.iter().all(Result::is_ok));
+    assert_eq!(server.stats().connections, 3, "10 streams per connection for 25 requests");
+    assert_eq!(server.stats().max_in_flight, 25, "none waited inside a full connection");
 }
 
 #[tokio::test]

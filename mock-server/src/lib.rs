@@ -118,6 +118,7 @@ struct State {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     close_after: AtomicU64,
+    http2_max_streams: AtomicU64,
 }
 
 /// A mock region. Cheap to clone; clones share behaviour and counters.
@@ -146,6 +147,7 @@ impl MockServer {
                 in_flight: AtomicU64::new(0),
                 max_in_flight: AtomicU64::new(0),
                 close_after: AtomicU64::new(0),
+                http2_max_streams: AtomicU64::new(0),
             }),
         }
     }
@@ -164,6 +166,12 @@ impl MockServer {
     /// 0 keeps connections open.
     pub fn close_connections_after(&self, n: u64) {
         self.state.close_after.store(n, Ordering::Relaxed);
+    }
+
+    /// Announces that HTTP/2 connections accepted from now on take `n` streams at once
+    /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); 0 keeps hyper's default (200).
+    pub fn set_http2_max_streams(&self, n: u32) {
+        self.state.http2_max_streams.store(u64::from(n), Ordering::Relaxed);
     }
 
     /// The counters.
@@ -208,7 +216,11 @@ impl MockServer {
             let served = served.clone();
             async move { Ok::<_, Infallible>(server.answer(request, &served).await) }
         });
-        let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        let max_streams = self.state.http2_max_streams.load(Ordering::Relaxed);
+        if max_streams > 0 {
+            builder.http2().max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX));
+        }
         let _ = builder.serve_connection(TokioIo::new(io), service).await;
     }
 

@@ -34,8 +34,9 @@ pub struct PoolConfig {
     pub max_waiters: u32,
     /// Wait when full (`true`) or refuse at once (`false`). Default: true.
     pub block: bool,
-    /// HTTP/2 streams assumed per connection (the client does not read the peer's
-    /// `SETTINGS_MAX_CONCURRENT_STREAMS` yet; streams beyond it wait in the connection). Default: 200.
+    /// HTTP/2 streams per connection at most. A peer that allows fewer at once (its
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`) lowers this for its connection
+    /// ([`Pool::on_stream_limit`]). Default: 200.
     pub http2_default_streams: u32,
 }
 
@@ -466,6 +467,20 @@ impl Pool {
         self.dispatch(now);
     }
 
+    /// The peer of an HTTP/2 connection allows `max_streams` streams at once (its
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS`, capped by the caller at `http2_default_streams`). No
+    /// stream is added while the connection carries that many; streams above a lowered limit
+    /// finish where they are. A raised limit serves waiters at once.
+    pub fn on_stream_limit(&mut self, now: Time, id: ConnId, max_streams: u32) {
+        let Some(conn) = self.conn_mut(id) else { return };
+        let State::Ready { protocol: Protocol::Http2 { max_streams: limit }, .. } = &mut conn.state else { return };
+        if *limit == max_streams {
+            return;
+        }
+        *limit = max_streams;
+        self.dispatch(now);
+    }
+
     /// Opening a connection failed; its slot is free again.
     pub fn on_connect_failed(&mut self, now: Time, id: ConnId) {
         let Some(conn) = self.conn(id) else { return };
@@ -628,7 +643,7 @@ impl Pool {
     }
 
     /// Checks the pool's own bookkeeping against its slots: caps, counts, one request per
-    /// HTTP/1 connection, streams within the HTTP/2 limit, idle lists holding idle connections.
+    /// HTTP/1 connection, idle lists holding idle connections.
     pub fn check_invariants(&self) -> Result<(), String> {
         if self.open_total > self.config.max_total {
             return Err(format!("{} connections open, max_total is {}", self.open_total, self.config.max_total));
@@ -644,9 +659,8 @@ impl Pool {
                 State::Ready { protocol: Protocol::Http1, in_use, .. } if in_use > 1 => {
                     return Err(format!("HTTP/1 connection {index} of endpoint {e} carries {in_use} requests"));
                 }
-                State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. } if in_use > max_streams => {
-                    return Err(format!("HTTP/2 connection {index} carries {in_use} streams, limit {max_streams}"));
-                }
+                // An HTTP/2 connection may carry more streams than its limit after the peer
+                // lowered it; that no stream is added past the limit is checked where one is.
                 State::Ready { .. } => {}
             }
         }
@@ -1068,6 +1082,32 @@ mod tests {
     }
 
     #[test]
+    fn the_peers_stream_limit_holds_new_streams_until_the_connection_is_under_it() {
+        let config =
+            PoolConfig { max_total: 1, max_per_endpoint: 1, max_idle_per_endpoint: 1, ..PoolConfig::default() };
+        let mut p = Pool::new(config, 1).unwrap();
+        let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
+        p.on_connected(at(0), c, Protocol::Http2 { max_streams: 4 });
+        for _ in 0..2 {
+            assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(c));
+        }
+        // Three streams open; the peer now allows one: the three finish, no fourth starts.
+        p.on_stream_limit(at(1), c, 1);
+        let Checkout::Wait(w) = p.checkout(at(1), 0, at(5)) else { panic!("over the lowered limit: wait") };
+        p.release(at(2), c, true);
+        p.release(at(2), c, true);
+        assert_eq!(p.poll_grant(), None, "two streams still over a limit of one");
+        p.release(at(2), c, true);
+        assert_eq!(p.poll_grant(), Some((w, Grant::Reuse(c))), "under the limit: the waiter gets the stream");
+        assert_eq!(p.in_use(c), 1);
+        // A raised limit serves the next waiter at once, without a release.
+        let Checkout::Wait(next) = p.checkout(at(3), 0, at(5)) else { panic!("at the limit of one: wait") };
+        p.on_stream_limit(at(3), c, 2);
+        assert_eq!(p.poll_grant(), Some((next, Grant::Reuse(c))));
+        assert_eq!(p.in_use(c), 2);
+    }
+
+    #[test]
     fn an_http1_answer_withdraws_the_http2_expectation() {
         // h2 offered in ALPN, http/1.1 chosen: the held request opens its own connection.
         let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
@@ -1145,6 +1185,7 @@ mod tests {
         Advance { ms: u64 },
         Shrink { endpoint: usize, target: u32 },
         ServerClose { pick: usize },
+        StreamLimit { pick: usize, max_streams: u32 },
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1156,6 +1197,7 @@ mod tests {
             (0..2000u64).prop_map(|ms| Op::Advance { ms }),
             (0..3usize, 1..5u32).prop_map(|(endpoint, target)| Op::Shrink { endpoint, target }),
             any::<usize>().prop_map(|pick| Op::ServerClose { pick }),
+            (any::<usize>(), 0..4u32).prop_map(|(pick, max_streams)| Op::StreamLimit { pick, max_streams }),
         ]
     }
 
@@ -1175,10 +1217,20 @@ mod tests {
             let mut connecting: Vec<ConnId> = Vec::new();
             let mut waiting: Vec<(WaiterId, Time)> = Vec::new();
             let mut answered = std::collections::HashSet::new();
+            // A stream added to an HTTP/2 connection stays within the connection's limit.
+            let within_limit = |p: &Pool, id: ConnId| match p.conn(id) {
+                Some(Conn { state: State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. }, .. }) => {
+                    in_use <= max_streams
+                }
+                _ => true,
+            };
             for op in ops {
                 match op {
                     Op::Checkout { endpoint, wait_ms } => match p.checkout(now, endpoint, now + Duration::from_millis(wait_ms)) {
-                        Checkout::Reuse(id) => using.push(id),
+                        Checkout::Reuse(id) => {
+                            prop_assert!(within_limit(&p, id), "a stream past the HTTP/2 limit");
+                            using.push(id);
+                        }
                         Checkout::Connect(id) => connecting.push(id),
                         Checkout::Wait(w) => waiting.push((w, now + Duration::from_millis(wait_ms))),
                         Checkout::Reject(_) => {}
@@ -1211,6 +1263,9 @@ mod tests {
                         let idle = p.idle_connections(pick % 3).next();
                         if let Some(id) = idle { p.on_closed(now, id, CloseReason::ServerClosed); }
                     }
+                    Op::StreamLimit { pick, max_streams } if !using.is_empty() => {
+                        p.on_stream_limit(now, using[pick % using.len()], max_streams);
+                    }
                     _ => {}
                 }
                 while p.poll_close().is_some() {}
@@ -1219,7 +1274,10 @@ mod tests {
                     let (_, deadline) = *waiting.iter().find(|(id, _)| *id == w).expect("known waiter");
                     waiting.retain(|(id, _)| *id != w);
                     match grant {
-                        Grant::Reuse(id) => using.push(id),
+                        Grant::Reuse(id) => {
+                            prop_assert!(within_limit(&p, id), "a waiter served past the HTTP/2 limit");
+                            using.push(id);
+                        }
                         Grant::Connect(id) => connecting.push(id),
                         Grant::TimedOut => prop_assert!(now >= deadline),
                     }
