@@ -343,4 +343,56 @@ mod tests {
         assert!(sender.is_closed() && observer.is_closed(), "every sender of the connection is marked closed");
         assert!(!driver.is_finished(), "while the held stream keeps the connection open");
     }
+
+    // Paused time: the server is in memory; the timeouts only bound a broken run.
+    #[tokio::test(start_paused = true)]
+    async fn a_request_on_a_handle_whose_last_stream_waits_to_open_is_sent_when_that_one_opens() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let builder = h2::server::Builder::new().max_concurrent_streams(1).handshake::<_, Bytes>(server_io);
+            let mut connection = builder.await.expect("server handshake");
+            let mut paths = Vec::new();
+            let mut released = Some(released);
+            while let Some(accepted) = connection.accept().await {
+                let (request, mut respond) = accepted.expect("a request");
+                paths.push(request.uri().path().to_string());
+                let hold = released.take();
+                tokio::spawn(async move {
+                    if let Some(hold) = hold {
+                        let _ = hold.await;
+                    }
+                    let response = http::Response::new(());
+                    let _ = respond.send_response(response, true);
+                });
+            }
+            paths
+        });
+        let (sender, connection) = handshake(Box::new(client_io), 100).await.expect("client handshake");
+        tokio::spawn(connection);
+        for _ in 0..100 {
+            if sender.stream_limit() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(sender.stream_limit(), 1, "the server's SETTINGS arrived");
+        // The server's one stream is taken; the handle's next stream waits to open.
+        let mut first = sender.clone();
+        let held = first.send(get("/1"));
+        let mut handle = sender.clone();
+        let (queued, _) = handle.send.send_request(get("/2").map(|_| ()), true).expect("queued");
+        let mut third = handle.send(get("/3"));
+        let pending = std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut third).poll(cx).is_pending())).await;
+        assert!(pending, "waits while the handle's last stream has not opened");
+        release.send(()).expect("the server holds the first stream");
+        let bound = Duration::from_secs(5);
+        let status = |r: Result<http::Response<Body>, BoxError>| r.expect("answered").status();
+        assert_eq!(status(tokio::time::timeout(bound, held).await.expect("first answered")), 200);
+        assert_eq!(tokio::time::timeout(bound, queued).await.expect("second answered").expect("ok").status(), 200);
+        assert_eq!(status(tokio::time::timeout(bound, third).await.expect("third answered")), 200);
+        drop((first, handle, sender));
+        let paths = tokio::time::timeout(bound, server).await.expect("server done").expect("server ran");
+        assert_eq!(paths, ["/1", "/2", "/3"], "each request reached the server once, in order");
+    }
 }
