@@ -460,7 +460,7 @@ impl Shared {
             let connection =
                 self.connector.connect(&target).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
             if prior_knowledge || connection.negotiated_h2 {
-                let (sender, conn) = crate::transport::handshake(connection.io, self.stream_cap() as usize)
+                let (sender, conn) = crate::transport::handshake(connection.io)
                     .await
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok::<_, crate::error::BoxError>((Sender::H2(Box::new(sender)), ConnTask::H2 { conn }))
@@ -483,8 +483,12 @@ impl Shared {
         tokio::spawn(ConnDriver { task, shared: Arc::downgrade(self), id });
         let mut inner = self.lock();
         let protocol = match &sender {
-            // Read under the lock the connection's task reports a change under: neither is lost.
-            Sender::H2(s) => Protocol::Http2 { max_streams: self.stream_limit(s.stream_limit()) },
+            // Read under the lock the connection's task reports a change under: none is lost.
+            // Until the peer's SETTINGS say otherwise, the pool's own limit: streams past the
+            // peer's wait inside the connection meanwhile.
+            Sender::H2(s) => {
+                Protocol::Http2 { max_streams: s.stream_limit().map_or(self.stream_cap(), |n| self.stream_limit(n)) }
+            }
             Sender::H1(_) => Protocol::Http1,
         };
         inner.core.pool_mut().on_connected(self.now(), id, protocol);
@@ -512,7 +516,7 @@ impl Shared {
     }
 
     /// The peer of an HTTP/2 connection changed how many streams it takes at once.
-    fn stream_limit_changed(&self, id: ConnId, peer: usize) {
+    fn on_peer_stream_limit(&self, id: ConnId, peer: usize) {
         let mut inner = self.lock();
         let now = self.now();
         inner.core.pool_mut().on_stream_limit(now, id, self.stream_limit(peer));
@@ -707,7 +711,7 @@ impl Future for ConnDriver {
                 let polled = conn.as_mut().poll(cx);
                 if let Some(peer) = conn.stream_limit_changed() {
                     if let Some(shared) = this.shared.upgrade() {
-                        shared.stream_limit_changed(*this.id, peer);
+                        shared.on_peer_stream_limit(*this.id, peer);
                     }
                 }
                 std::task::ready!(polled).map_err(|e| e.to_string())

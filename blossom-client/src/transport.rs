@@ -3,9 +3,7 @@
 //! hyper's HTTP/2 client hands each request to the connection's task over a channel and spawns
 //! a task per request to carry the response back. Here the request's own task opens the stream
 //! on the shared connection and polls its response: no channel hop, no task per request. The
-//! connection's settings are hyper's client defaults but one: before the peer's SETTINGS say how
-//! many streams it takes, up to the pool's limit open (200 by default; hyper opens 100). The
-//! peer's limit, once known, caps the pool's for that connection.
+//! connection's settings are hyper's client defaults, so nothing changes on the wire.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,13 +20,16 @@ use hyper::body::Incoming;
 use crate::connect::Io;
 use crate::error::BoxError;
 
+/// Streams opened before the peer's SETTINGS say how many it takes: hyper's default, the least
+/// RFC 9113 recommends a peer to allow.
+const STREAMS_BEFORE_SETTINGS: usize = 100;
+
 /// Opens HTTP/2 on `io` with hyper's client defaults (windows of 5 MiB per connection and 2 MiB
-/// per stream, 16 KiB frames and header lists, no server push). Up to `max_streams` streams
-/// open before the peer's SETTINGS say how many it takes: the pool's own limit, so the pool and
-/// the connection agree until then. The connection is for its own task to drive.
-pub(crate) async fn handshake(io: Box<dyn Io>, max_streams: usize) -> Result<(H2Sender, H2Connection), h2::Error> {
+/// per stream, 16 KiB frames and header lists, no server push). The connection is for its own
+/// task to drive.
+pub(crate) async fn handshake(io: Box<dyn Io>) -> Result<(H2Sender, H2Connection), h2::Error> {
     let (send, connection) = h2::client::Builder::new()
-        .initial_max_send_streams(max_streams)
+        .initial_max_send_streams(STREAMS_BEFORE_SETTINGS)
         .initial_window_size(2 * 1024 * 1024)
         .initial_connection_window_size(5 * 1024 * 1024)
         .max_frame_size(16 * 1024)
@@ -40,7 +41,7 @@ pub(crate) async fn handshake(io: Box<dyn Io>, max_streams: usize) -> Result<(H2
         .await?;
     let open = Arc::new(AtomicBool::new(true));
     let connection = Box::new(connection);
-    let streams = connection.max_concurrent_send_streams();
+    let streams = STREAMS_BEFORE_SETTINGS;
     Ok((H2Sender { send, open: open.clone() }, H2Connection { connection, open, deferred: false, streams }))
 }
 
@@ -62,8 +63,9 @@ pub(crate) struct H2Connection {
 }
 
 impl H2Connection {
-    /// The streams the peer takes at once, when it changed since the last call: its SETTINGS
-    /// arrived, or changed it.
+    /// The streams the peer takes at once, when that changed since the last call: its SETTINGS
+    /// arrived, or changed it. (`h2` shows no SETTINGS as such: a peer that takes exactly
+    /// [`STREAMS_BEFORE_SETTINGS`] looks as one that has not said yet.)
     pub(crate) fn stream_limit_changed(&mut self) -> Option<usize> {
         if self.deferred {
             // Only yielded: nothing was read.
@@ -107,9 +109,10 @@ impl H2Sender {
         !self.open.load(Ordering::Acquire)
     }
 
-    /// The streams the peer takes at once (before its SETTINGS: the handshake's `max_streams`).
-    pub(crate) fn stream_limit(&self) -> usize {
-        self.send.current_max_send_streams()
+    /// The streams the peer takes at once; `None` until its SETTINGS changed them from
+    /// [`STREAMS_BEFORE_SETTINGS`].
+    pub(crate) fn stream_limit(&self) -> Option<usize> {
+        Some(self.send.current_max_send_streams()).filter(|&n| n != STREAMS_BEFORE_SETTINGS)
     }
 
     /// Opens a stream for `request` at once when the handle is ready (the usual case), so the
@@ -322,7 +325,7 @@ mod tests {
             connection.graceful_shutdown();
             while connection.accept().await.is_some() {}
         });
-        let (mut sender, connection) = handshake(Box::new(client_io), 100).await.expect("client handshake");
+        let (mut sender, connection) = handshake(Box::new(client_io)).await.expect("client handshake");
         let driver = tokio::spawn(connection);
         let observer = sender.clone();
         let mut first = sender.clone();
@@ -368,15 +371,15 @@ mod tests {
             }
             paths
         });
-        let (sender, connection) = handshake(Box::new(client_io), 100).await.expect("client handshake");
+        let (sender, connection) = handshake(Box::new(client_io)).await.expect("client handshake");
         tokio::spawn(connection);
         for _ in 0..100 {
-            if sender.stream_limit() == 1 {
+            if sender.stream_limit() == Some(1) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
-        assert_eq!(sender.stream_limit(), 1, "the server's SETTINGS arrived");
+        assert_eq!(sender.stream_limit(), Some(1), "the server's SETTINGS arrived");
         // The server's one stream is taken; the handle's next stream waits to open.
         let mut first = sender.clone();
         let held = first.send(get("/1"));

@@ -34,9 +34,9 @@ pub struct PoolConfig {
     pub max_waiters: u32,
     /// Wait when full (`true`) or refuse at once (`false`). Default: true.
     pub block: bool,
-    /// HTTP/2 streams per connection at most. A peer that allows fewer at once (its
-    /// `SETTINGS_MAX_CONCURRENT_STREAMS`) lowers this for its connection
-    /// ([`Pool::on_stream_limit`]). Default: 200.
+    /// HTTP/2 streams per connection at most, and as many as are assumed until the peer says
+    /// how many it takes at once. A peer that takes fewer (its `SETTINGS_MAX_CONCURRENT_STREAMS`)
+    /// lowers this for its connection ([`Pool::on_stream_limit`]). Default: 200.
     pub http2_default_streams: u32,
 }
 
