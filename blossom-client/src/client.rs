@@ -659,11 +659,11 @@ impl BlossomClient {
                     return Err(Failed::new(error, next));
                 }
                 Ok(Err(source)) if reused => {
-                    complete_failed(completion, None, false);
+                    complete_failed(completion, None, only_the_stream(is_h2, Some(&source)));
                     return Err(Failed::new(Error::Http { source }, Next::Stale));
                 }
                 Ok(Err(source)) => {
-                    complete_failed(completion, Some(Outcome::Failure), false);
+                    complete_failed(completion, Some(Outcome::Failure), only_the_stream(is_h2, Some(&source)));
                     return Err(Failed::new(Error::Http { source }, Next::Backoff));
                 }
                 Ok(Ok(response)) => response,
@@ -693,7 +693,7 @@ impl BlossomClient {
                 (Some(_), true) => Error::TooManyRedirects { limit: shared.config.max_redirects },
                 _ => Error::RedirectRefused { status },
             };
-            complete_failed(completion, Some(Outcome::Ignored), drained);
+            complete_failed(completion, Some(Outcome::Ignored), drained || only_the_stream(is_h2, None));
             return Err(Failed::new(error, Next::Stop));
         };
         let status = parts.status;
@@ -707,7 +707,7 @@ impl BlossomClient {
         // hyper knows a declared length (it checked `Content-Length`): no header lookup.
         if let Some(length) = http_body::Body::size_hint(&body).upper() {
             if length > limit {
-                complete_failed(completion, Some(Outcome::Ignored), false);
+                complete_failed(completion, Some(Outcome::Ignored), only_the_stream(is_h2, None));
                 return Err(Failed::new(Error::BodyTooLarge { limit_bytes: limit }, Next::Stop));
             }
         }
@@ -715,7 +715,7 @@ impl BlossomClient {
         let bytes = match read_body(&mut body, limit, read_timeout, BodyBound::Watch(bound)).await {
             Ok(bytes) => bytes,
             Err(BodyFailure::TooLarge) => {
-                complete_failed(completion, Some(Outcome::Ignored), false);
+                complete_failed(completion, Some(Outcome::Ignored), only_the_stream(is_h2, None));
                 return Err(Failed::new(Error::BodyTooLarge { limit_bytes: limit }, Next::Stop));
             }
             Err(BodyFailure::Timeout(error)) => {
@@ -724,8 +724,9 @@ impl BlossomClient {
                 return Err(Failed::new(error, next));
             }
             Err(BodyFailure::Broken(source)) => {
+                let reusable = only_the_stream(is_h2, Some(&source));
                 let error = Error::Stream { what: "the response body broke off".into(), source: Some(source) };
-                complete_failed(completion, Some(Outcome::Failure), false);
+                complete_failed(completion, Some(Outcome::Failure), reusable);
                 return Err(Failed::new(error, Next::Backoff));
             }
         };
@@ -845,6 +846,15 @@ fn timeout_outcome(error: &Error) -> (Option<Outcome>, Next) {
         }
         _ => (None, Next::Stop),
     }
+}
+
+/// Whether an attempt's failure ended only its stream, so its connection carries the next
+/// requests: over HTTP/2, a stream the peer reset (`source`), or one dropped here unread
+/// (`None`). A connection-wide error (`GOAWAY`, I/O) or a timeout, which may mean a dead
+/// connection, retires it; so does any failure over HTTP/1.1, whose connection is then in an
+/// unknown state.
+fn only_the_stream(is_h2: bool, source: Option<&BoxError>) -> bool {
+    is_h2 && source.is_none_or(|error| error.downcast_ref::<h2::Error>().is_some_and(h2::Error::is_reset))
 }
 
 fn complete_failed(completion: &mut Completion<'_>, outcome: Option<Outcome>, reusable: bool) {

@@ -2,9 +2,12 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use blossom_mock::Behavior;
+use bytes::Bytes;
 use futures_util::future::join_all;
 
 fn latency() -> Behavior {
@@ -84,6 +87,59 @@ async fn streams_past_the_peers_limit_open_another_connection_rather_than_queue(
     assert!(join_all(calls).await.iter().all(Result::is_ok));
     assert_eq!(server.stats().connections, 3, "10 streams per connection for 25 requests");
     assert_eq!(server.stats().max_in_flight, 25, "none waited inside a full connection");
+}
+
+/// An h2c server on loopback that resets the first `refuse` streams with `REFUSED_STREAM` and
+/// answers the others; returns its address and the connections it accepted.
+async fn refusing_server(refuse: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let streams = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            let streams = streams.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    if streams.fetch_add(1, Ordering::Relaxed) < refuse {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    let response = http::Response::builder().header("content-type", "text/plain").body(()).unwrap();
+                    if let Ok(mut body) = respond.send_response(response, false) {
+                        let _ = body.send_data(Bytes::from_static(b"echo"), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn a_refused_stream_is_retried_on_the_same_connection() {
+    let (addr, accepted) = refusing_server(1).await;
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    assert_eq!(client.text().generate("hello").await.unwrap(), "echo");
+    assert_eq!(client.stats().requests_retried, 1, "the refused stream was retried");
+    assert_eq!(accepted.load(Ordering::Relaxed), 1, "a reset stream leaves its connection serving");
+    assert_eq!(client.stats().connections_created, 1);
+}
+
+#[tokio::test]
+async fn an_answer_refused_unread_leaves_its_connection_serving() {
+    let (server, addr) = common::mock().await;
+    // Each answer declares more than the client takes: the stream is dropped unread.
+    let client = common::builder(addr, |s| s.max_response_bytes = 4).http2_prior_knowledge().build().unwrap();
+    for _ in 0..3 {
+        let error = client.text().generate("hello").await.unwrap_err();
+        assert!(matches!(error, blossom_client::Error::BodyTooLarge { limit_bytes: 4 }), "{error:?}");
+    }
+    assert_eq!(server.stats().requests, 3);
+    assert_eq!(server.stats().connections, 1, "each dropped stream left the connection serving");
 }
 
 #[tokio::test]
