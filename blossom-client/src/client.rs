@@ -175,6 +175,8 @@ pub(crate) struct Completion<'a> {
     /// False once the server said it closes the connection (`Connection: close`): it is then
     /// never handed out again, whatever the outcome.
     keep_alive: bool,
+    /// The response head arrived: the connection was alive for this attempt.
+    answered: bool,
     /// For a streamed call: when the call started. Completing records the call's result then.
     pub(crate) call_started: Option<Time>,
     /// Where the attempt's deadline is armed (see [`crate::watch`]); disarmed on completion.
@@ -233,6 +235,7 @@ impl<'a> Completion<'a> {
             ticket: None,
             lease: Some(lease),
             keep_alive: true,
+            answered: false,
             call_started: None,
             watch: WatchSlot::default(),
         }
@@ -245,6 +248,7 @@ impl<'a> Completion<'a> {
             ticket: Some(ticket),
             lease: None,
             keep_alive: true,
+            answered: false,
             call_started: None,
             watch,
         }
@@ -258,6 +262,7 @@ impl<'a> Completion<'a> {
             ticket: self.ticket.take(),
             lease: self.lease.take(),
             keep_alive: self.keep_alive,
+            answered: self.answered,
             call_started: self.call_started.take(),
             watch: std::mem::take(&mut self.watch),
         }
@@ -323,9 +328,15 @@ impl<'a> Completion<'a> {
 }
 
 impl Drop for Completion<'_> {
+    /// An attempt dropped unfinished (its caller gave up, or stopped reading a stream): an
+    /// HTTP/2 stream that was answered is reset alone and its connection serves on; one given up
+    /// before any answer may have waited on a dead connection, which is retired. An HTTP/1.1
+    /// connection, halfway through an exchange, is closed.
     fn drop(&mut self) {
         if self.ticket.is_some() || self.lease.is_some() || self.watch.key.is_some() {
-            self.end(None, false, None);
+            let is_h2 = self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2());
+            let reusable = self.answered && only_the_stream(is_h2, None);
+            self.end(None, reusable, None);
         }
     }
 }
@@ -668,6 +679,7 @@ impl BlossomClient {
                 }
                 Ok(Ok(response)) => response,
             };
+            completion.answered = true;
             if !is_h2 {
                 // HTTP/2 has no `Connection` header (RFC 9113, 8.2.2): nothing to look up.
                 completion.saw_response_head(response.headers());

@@ -143,6 +143,34 @@ async fn an_answer_refused_unread_leaves_its_connection_serving() {
 }
 
 #[tokio::test]
+async fn a_stream_dropped_half_read_leaves_its_connection_serving() {
+    use blossom_client::{ChatOptions, Message};
+    use futures_util::StreamExt;
+    let (server, addr) = common::mock().await;
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    for _ in 0..3 {
+        let mut deltas = client.text().chat_stream(&[Message::user("hi")], &ChatOptions::default());
+        assert_eq!(deltas.next().await.expect("a first delta").expect("ok"), "Hello");
+    }
+    client.text().generate("after").await.unwrap();
+    assert_eq!(server.stats().requests, 4);
+    assert_eq!(server.stats().connections, 1, "each stream dropped unread left the connection serving");
+}
+
+#[tokio::test]
+async fn a_call_given_up_before_any_answer_retires_its_connection() {
+    let (server, addr) = common::mock().await;
+    server.set_behavior(Behavior::Healthy { base: Duration::from_secs(5), jitter: Duration::ZERO });
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    // No answer within the caller's patience: the connection may be dead, so it is not reused.
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), client.text().generate("slow")).await;
+    assert!(gave_up.is_err());
+    server.set_behavior(Behavior::default());
+    client.text().generate("after").await.unwrap();
+    assert_eq!(server.stats().connections, 2);
+}
+
+#[tokio::test]
 async fn streams_and_errors_over_h2() {
     use blossom_client::{ChatOptions, Error, Message};
     use futures_util::StreamExt;
