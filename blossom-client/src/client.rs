@@ -491,7 +491,7 @@ impl BlossomClient {
         // The first attempt begins at the time the call read; later ones read the clock again.
         let mut clock = Some(started);
         let endpoints = shared.regions.len();
-        let mut request = Request::new(deadline);
+        let mut request = Request { prefer: shared.released_here(), ..Request::new(deadline) };
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut stale_retried = false;
         let mut counted = false;

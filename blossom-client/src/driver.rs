@@ -5,9 +5,11 @@
 //! place ([`Shared::now`], tokio's clock, so a paused or simulated clock drives everything), and a
 //! background task holding only a `Weak` runs core's timers and the active health checks.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -139,9 +141,21 @@ pub struct ClientEvent {
 #[repr(align(128))]
 struct Locked(Mutex<Inner>);
 
+thread_local! {
+    /// The HTTP/1.1 connection this thread released last, and the client it belongs to: the
+    /// thread's next request of that client takes it if it is idle still (see
+    /// [`pool_core::Pool::checkout_preferring`]).
+    static LAST_RELEASED: Cell<(u64, Option<ConnId>)> = const { Cell::new((0, None)) };
+}
+
+/// Tells the clients apart in [`LAST_RELEASED`] (an address could be reused by the next one).
+static NEXT_CLIENT: AtomicU64 = AtomicU64::new(1);
+
 /// Everything the clones of a client share.
 pub(crate) struct Shared {
     inner: Locked,
+    /// This client among those of the process.
+    id: u64,
     epoch: tokio::time::Instant,
     pub(crate) wake: Arc<Notify>,
     pub(crate) regions: Vec<ParsedRegion>,
@@ -216,6 +230,7 @@ impl Shared {
                 dirty: false,
                 watch: Watchlist::default(),
             })),
+            id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
             epoch,
             wake: Arc::new(Notify::new()),
             regions,
@@ -559,6 +574,9 @@ impl Shared {
     /// Gives a connection back after a request.
     pub(crate) fn release(&self, inner: &mut Inner, lease: Lease, reusable: bool, now: Time) {
         let reusable = reusable && !lease.sender.is_closed();
+        if reusable && !lease.sender.is_h2() {
+            LAST_RELEASED.with(|last| last.set((self.id, Some(lease.conn))));
+        }
         if reusable {
             if let Some(Some(entry)) = inner.conns.get_mut(lease.conn.index() as usize) {
                 if entry.id == lease.conn {
@@ -570,6 +588,14 @@ impl Shared {
             }
         }
         inner.core.pool_mut().release(now, lease.conn, reusable);
+    }
+
+    /// The connection this thread released last, if it is this client's.
+    pub(crate) fn released_here(&self) -> Option<ConnId> {
+        LAST_RELEASED.with(|last| match last.get() {
+            (client, conn) if client == self.id => conn,
+            _ => None,
+        })
     }
 
     /// HTTP/2 senders kept for reuse, over all connections.

@@ -86,3 +86,19 @@ async fn warm_connections_closed_by_idle_expiry_are_replaced() {
     assert_eq!(server.stats().requests, 0, "replacement sends no request");
     client.text().generate("served warm").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_thread_takes_the_connection_it_released_last_before_a_newer_idle_one() {
+    let (server, addr) = common::mock().await;
+    let client = common::client(addr, |_| {});
+    client.text().generate("first").await.unwrap();
+    // A warm connection goes idle after the first one: the most recent idle one, not the one
+    // this thread released last.
+    assert_eq!(client.warmup(1).await.opened.len(), 1);
+    // A connection's second request is answered with `Connection: close`: which one served the
+    // next request shows as a closed connection, or none.
+    server.close_connections_after(2);
+    client.text().generate("second").await.unwrap();
+    assert_eq!(server.stats().connections, 2);
+    assert_eq!(client.stats().connections_closed.total(), 1, "the first connection served again");
+}

@@ -33,7 +33,7 @@ use crate::error::ConfigError;
 use crate::health::{EndpointStatus, HealthEvent, HealthTracker};
 use crate::limiter::{Acquire, RateLimiter};
 use crate::optimizer::Optimizer;
-use crate::pool::{Checkout, Pool, Reject};
+use crate::pool::{Checkout, ConnId, Pool, Reject};
 use crate::retry::{RetryDecision, RetryPolicy};
 use crate::router::{Availability, EndpointSpec, Pick, Router};
 use crate::sizer::{PolicyKind, Sample, Sizer, SizerEvent};
@@ -54,12 +54,15 @@ pub struct Request {
     pub avoid: u64,
     /// The endpoint of the previous attempt, if any (a different pick is a failover).
     pub last_endpoint: Option<usize>,
+    /// An idle connection to take before the others, if it is still idle (see
+    /// [`Pool::checkout_preferring`]).
+    pub prefer: Option<ConnId>,
 }
 
 impl Request {
     /// A first attempt with this deadline.
     pub fn new(deadline: Time) -> Self {
-        Request { deadline, attempt: 0, avoid: 0, last_endpoint: None }
+        Request { deadline, attempt: 0, avoid: 0, last_endpoint: None, prefer: None }
     }
 
     /// The next attempt, avoiding `failed` (when other endpoints exist).
@@ -402,7 +405,8 @@ impl Core {
             // would_admit said yes a moment ago at the same `now`; the breaker is deterministic.
             return Decision::Reject(RejectReason::NoEndpoint);
         };
-        let checkout = self.pool.checkout(now, endpoint, request.deadline.min(now + self.config.pool_timeout));
+        let deadline = request.deadline.min(now + self.config.pool_timeout);
+        let checkout = self.pool.checkout_preferring(now, endpoint, deadline, request.prefer);
         if let Checkout::Reject(reject) = checkout {
             self.breakers[endpoint].on_cancel(permit);
             return Decision::Reject(RejectReason::PoolFull { endpoint, reject });

@@ -187,8 +187,13 @@ impl Model {
         let now = self.now;
         let before: Vec<Before> = (0..ENDPOINTS).map(|e| self.before(e)).collect();
         let any_ready = (0..ENDPOINTS).any(|e| self.ready(&before[e], e, avoid));
-        let request =
-            Request { deadline: now + Duration::from_millis(deadline_ms), attempt: 0, avoid, last_endpoint: None };
+        let request = Request {
+            deadline: now + Duration::from_millis(deadline_ms),
+            attempt: 0,
+            avoid,
+            last_endpoint: None,
+            prefer: None,
+        };
         let request = if avoid == 0 { request } else { Request { attempt: 1, ..request } };
         let decision = self.core.begin(now, &request);
         match decision {
