@@ -137,7 +137,8 @@ pub struct ClientEvent {
 
 /// The lock and the state it guards, on cache lines of their own: each core that takes the lock
 /// takes those lines over, and the fields read outside it on every request (the clock's epoch,
-/// the config) stay where they are. 128 bytes: x86 fetches lines in pairs.
+/// the config) stay where they are. 128 bytes, as crossbeam's `CachePadded` on x86-64, whose
+/// prefetchers pull lines in pairs.
 #[repr(align(128))]
 struct Locked(Mutex<Inner>);
 
