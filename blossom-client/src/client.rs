@@ -279,9 +279,16 @@ impl<'a> Completion<'a> {
         self.end(Some(outcome), reusable, Some(Ok(())))
     }
 
-    /// Ends a streamed attempt that broke off with `error`; the connection is closed.
+    /// Ends a streamed attempt that broke off with `error`. An HTTP/1.1 connection is closed; an
+    /// HTTP/2 one only when the failure may be the connection's (a timeout, `GOAWAY`, I/O).
     pub(crate) fn fail(&mut self, error: &Error, outcome: Outcome) {
-        self.end(Some(outcome), false, Some(Err(error)));
+        let is_h2 = self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2());
+        let reusable = match error {
+            Error::Timeout { .. } => false,
+            Error::Stream { source: Some(source), .. } => only_the_stream(is_h2, Some(source)),
+            _ => only_the_stream(is_h2, None),
+        };
+        self.end(Some(outcome), reusable, Some(Err(error)));
     }
 
     /// Ends the attempt under one lock: disarms its deadline, tells core `outcome` (`None`:

@@ -171,6 +171,20 @@ async fn a_call_given_up_before_any_answer_retires_its_connection() {
 }
 
 #[tokio::test]
+async fn a_chat_stream_reset_by_the_server_leaves_its_connection_serving() {
+    use blossom_client::{ChatOptions, Message};
+    use futures_util::StreamExt;
+    let (server, addr) = common::mock().await;
+    let client = common::builder(addr, |s| s.retry.max_retries = 0).http2_prior_knowledge().build().unwrap();
+    server.set_behavior(Behavior::ResetMidBody);
+    let deltas: Vec<_> = client.text().chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect().await;
+    assert!(matches!(deltas.last(), Some(Err(blossom_client::Error::Stream { .. }))), "{deltas:?}");
+    server.set_behavior(Behavior::default());
+    client.text().generate("after").await.unwrap();
+    assert_eq!(server.stats().connections, 1, "the reset ended the stream, not the connection");
+}
+
+#[tokio::test]
 async fn streams_and_errors_over_h2() {
     use blossom_client::{ChatOptions, Error, Message};
     use futures_util::StreamExt;
