@@ -5,6 +5,12 @@
 //! sending to a failing region, how big each pool is. Every figure [`BlossomClient::stats`]
 //! reports is counted where it happened.
 //!
+//! Connections serve as long as they can. An HTTP/1.1 connection goes back to the pool after a
+//! complete exchange, and a thread's next request takes the one that thread gave back last. An
+//! HTTP/2 connection carries up to `http2_default_streams` streams at once (fewer if the server
+//! says so) and outlives the failure of one stream: a reset, or an answer dropped unread. A
+//! timeout, a `GOAWAY` or an I/O error retires a connection of either kind.
+//!
 //! ```no_run
 //! # async fn run() -> Result<(), blossom_client::Error> {
 //! let client = blossom_client::BlossomClient::builder().api_key("sk_...").build()?;
