@@ -268,6 +268,11 @@ impl<'a> Completion<'a> {
         }
     }
 
+    /// Whether the attempt holds an HTTP/2 connection.
+    fn is_h2(&self) -> bool {
+        self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2())
+    }
+
     /// The connection's sender.
     pub(crate) fn sender(&mut self) -> &mut crate::driver::Sender {
         &mut self.lease.as_mut().expect("lease held until complete").sender
@@ -282,7 +287,7 @@ impl<'a> Completion<'a> {
     /// Ends a streamed attempt that broke off with `error`. An HTTP/1.1 connection is closed; an
     /// HTTP/2 one only when the failure may be the connection's (a timeout, `GOAWAY`, I/O).
     pub(crate) fn fail(&mut self, error: &Error, outcome: Outcome) {
-        let is_h2 = self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2());
+        let is_h2 = self.is_h2();
         let reusable = match error {
             Error::Timeout { .. } => false,
             Error::Stream { source: Some(source), .. } => only_the_stream(is_h2, Some(source)),
@@ -341,8 +346,7 @@ impl Drop for Completion<'_> {
     /// connection, halfway through an exchange, is closed.
     fn drop(&mut self) {
         if self.ticket.is_some() || self.lease.is_some() || self.watch.key.is_some() {
-            let is_h2 = self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2());
-            let reusable = self.answered && only_the_stream(is_h2, None);
+            let reusable = self.answered && only_the_stream(self.is_h2(), None);
             self.end(None, reusable, None);
         }
     }

@@ -503,7 +503,7 @@ impl Shared {
             // Until the peer's SETTINGS say otherwise, the pool's own limit: streams past the
             // peer's wait inside the connection meanwhile.
             Sender::H2(s) => {
-                Protocol::Http2 { max_streams: s.stream_limit().map_or(self.stream_cap(), |n| self.stream_limit(n)) }
+                Protocol::Http2 { max_streams: s.stream_limit().map_or(self.stream_cap(), |n| self.streams_for(n)) }
             }
             Sender::H1(_) => Protocol::Http1,
         };
@@ -527,7 +527,7 @@ impl Shared {
     }
 
     /// The streams the pool puts on an HTTP/2 connection whose peer takes `peer` at once.
-    fn stream_limit(&self, peer: usize) -> u32 {
+    fn streams_for(&self, peer: usize) -> u32 {
         u32::try_from(peer).unwrap_or(u32::MAX).min(self.stream_cap())
     }
 
@@ -535,7 +535,7 @@ impl Shared {
     fn on_peer_stream_limit(&self, id: ConnId, peer: usize) {
         let mut inner = self.lock();
         let now = self.now();
-        inner.core.pool_mut().on_stream_limit(now, id, self.stream_limit(peer));
+        inner.core.pool_mut().on_stream_limit(now, id, self.streams_for(peer));
         self.settle(&mut inner);
     }
 

@@ -157,7 +157,9 @@ async fn a_stream_dropped_half_read_leaves_its_connection_serving() {
     assert_eq!(server.stats().connections, 1, "each stream dropped unread left the connection serving");
 }
 
-#[tokio::test]
+// Paused time: the caller's 100 ms pass only once the request waits at the server, whose
+// 5 s answer then never comes; no real time is spent.
+#[tokio::test(start_paused = true)]
 async fn a_call_given_up_before_any_answer_retires_its_connection() {
     let (server, addr) = common::mock().await;
     server.set_behavior(Behavior::Healthy { base: Duration::from_secs(5), jitter: Duration::ZERO });
@@ -165,6 +167,7 @@ async fn a_call_given_up_before_any_answer_retires_its_connection() {
     // No answer within the caller's patience: the connection may be dead, so it is not reused.
     let gave_up = tokio::time::timeout(Duration::from_millis(100), client.text().generate("slow")).await;
     assert!(gave_up.is_err());
+    assert_eq!(server.stats().requests, 1, "given up while the request waited at the server");
     server.set_behavior(Behavior::default());
     client.text().generate("after").await.unwrap();
     assert_eq!(server.stats().connections, 2);

@@ -11,7 +11,7 @@ use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -118,7 +118,7 @@ struct State {
     in_flight: AtomicU64,
     max_in_flight: AtomicU64,
     close_after: AtomicU64,
-    http2_max_streams: AtomicU64,
+    http2_max_streams: AtomicU32,
 }
 
 /// A mock region. Cheap to clone; clones share behaviour and counters.
@@ -147,7 +147,7 @@ impl MockServer {
                 in_flight: AtomicU64::new(0),
                 max_in_flight: AtomicU64::new(0),
                 close_after: AtomicU64::new(0),
-                http2_max_streams: AtomicU64::new(0),
+                http2_max_streams: AtomicU32::new(0),
             }),
         }
     }
@@ -171,7 +171,7 @@ impl MockServer {
     /// Announces that HTTP/2 connections accepted from now on take `n` streams at once
     /// (`SETTINGS_MAX_CONCURRENT_STREAMS`); 0 keeps hyper's default (200).
     pub fn set_http2_max_streams(&self, n: u32) {
-        self.state.http2_max_streams.store(u64::from(n), Ordering::Relaxed);
+        self.state.http2_max_streams.store(n, Ordering::Relaxed);
     }
 
     /// The counters.
@@ -219,7 +219,7 @@ impl MockServer {
         let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
         let max_streams = self.state.http2_max_streams.load(Ordering::Relaxed);
         if max_streams > 0 {
-            builder.http2().max_concurrent_streams(u32::try_from(max_streams).unwrap_or(u32::MAX));
+            builder.http2().max_concurrent_streams(max_streams);
         }
         let _ = builder.serve_connection(TokioIo::new(io), service).await;
     }
