@@ -50,7 +50,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let h2 = common::Target::start(common::latency(50)).await;
     // https regions negotiate HTTP/2 by ALPN (`http2 = true`, the default); the plain-http mock
     // needs prior knowledge (h2c).
-    let client = h2.builder().session_with(limits).http2_prior_knowledge().build()?;
+    let client = h2
+        .builder()
+        .session_with(|s| {
+            limits(s);
+            // A PING each 30 s: a peer gone silent is found within 20 s more (`http2_ping_timeout`).
+            s.http2_ping_interval = Some(std::time::Duration::from_secs(30));
+        })
+        .http2_prior_knowledge()
+        .build()?;
     let (ok2, ms2) = burst(&client, n).await;
     let stats = client.stats();
     let in_flight = h2.mock.as_ref().map_or("n/a".into(), |m| m.stats().max_in_flight.to_string());

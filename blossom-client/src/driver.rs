@@ -476,7 +476,11 @@ impl Shared {
             let connection =
                 self.connector.connect(&target).await.map_err(|e| Box::new(e) as crate::error::BoxError)?;
             if prior_knowledge || connection.negotiated_h2 {
-                let (sender, conn) = crate::transport::handshake(connection.io)
+                let keep_alive = self.config.session.http2_ping_interval.map(|interval| crate::ping::KeepAlive {
+                    interval,
+                    timeout: self.config.session.http2_ping_timeout,
+                });
+                let (sender, conn) = crate::transport::handshake(connection.io, keep_alive)
                     .await
                     .map_err(|e| Box::new(e) as crate::error::BoxError)?;
                 Ok::<_, crate::error::BoxError>((Sender::H2(Box::new(sender)), ConnTask::H2 { conn }))

@@ -9,7 +9,8 @@
 //! complete exchange, and a thread's next request takes the one that thread gave back last. An
 //! HTTP/2 connection carries up to `http2_default_streams` streams at once (fewer if the server
 //! says so) and outlives the failure of one stream: a reset, or an answer dropped unread. A
-//! timeout, a `GOAWAY` or an I/O error retires a connection of either kind.
+//! timeout, a `GOAWAY` or an I/O error retires a connection of either kind; so does, over HTTP/2, a
+//! PING left unanswered, when `http2_ping_interval` is set.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), blossom_client::Error> {
@@ -31,6 +32,7 @@ mod error;
 mod headers;
 mod health;
 mod inspect;
+mod ping;
 mod sse;
 mod stats;
 mod transport;

@@ -19,16 +19,20 @@ use hyper::body::Incoming;
 
 use crate::connect::Io;
 use crate::error::BoxError;
+use crate::ping::{KeepAlive, PingOutcome, PingTimedOut, Pinger};
 
 /// Streams opened before the peer's SETTINGS say how many it takes: hyper's default, the least
 /// RFC 9113 recommends a peer to allow.
 const STREAMS_BEFORE_SETTINGS: usize = 100;
 
 /// Opens HTTP/2 on `io` with hyper's client defaults (windows of 5 MiB per connection and 2 MiB
-/// per stream, 16 KiB frames and header lists, no server push). The connection is for its own
-/// task to drive.
-pub(crate) async fn handshake(io: Box<dyn Io>) -> Result<(H2Sender, H2Connection), h2::Error> {
-    let (send, connection) = h2::client::Builder::new()
+/// per stream, 16 KiB frames and header lists, no server push), and PINGs if `keep_alive` says
+/// so. The connection is for its own task to drive.
+pub(crate) async fn handshake(
+    io: Box<dyn Io>,
+    keep_alive: Option<KeepAlive>,
+) -> Result<(H2Sender, H2Connection), h2::Error> {
+    let (send, mut connection) = h2::client::Builder::new()
         .initial_max_send_streams(STREAMS_BEFORE_SETTINGS)
         .initial_window_size(2 * 1024 * 1024)
         .initial_connection_window_size(5 * 1024 * 1024)
@@ -40,9 +44,10 @@ pub(crate) async fn handshake(io: Box<dyn Io>) -> Result<(H2Sender, H2Connection
         .handshake(io)
         .await?;
     let open = Arc::new(AtomicBool::new(true));
+    let pinger = keep_alive.and_then(|k| Some(Pinger::new(connection.ping_pong()?, k)));
     let connection = Box::new(connection);
     let streams = STREAMS_BEFORE_SETTINGS;
-    Ok((H2Sender { send, open: open.clone() }, H2Connection { connection, open, deferred: false, streams }))
+    Ok((H2Sender { send, open: open.clone() }, H2Connection { connection, open, deferred: false, streams, pinger }))
 }
 
 /// An HTTP/2 connection's future: reads and writes frames, and marks the connection's senders
@@ -60,6 +65,7 @@ pub(crate) struct H2Connection {
     deferred: bool,
     /// The streams the peer takes at once, as last seen.
     streams: usize,
+    pinger: Option<Pinger>,
 }
 
 impl H2Connection {
@@ -80,7 +86,7 @@ impl H2Connection {
 }
 
 impl Future for H2Connection {
-    type Output = Result<(), h2::Error>;
+    type Output = Result<(), BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
@@ -90,7 +96,21 @@ impl Future for H2Connection {
             return Poll::Pending;
         }
         this.deferred = false;
-        let ended = ready!(Pin::new(&mut this.connection).poll(cx));
+        let ended = match Pin::new(&mut this.connection).poll(cx) {
+            Poll::Ready(ended) => ended.map_err(BoxError::from),
+            Poll::Pending => match this.pinger.as_mut().map(|pinger| pinger.poll(cx)) {
+                None | Some(Poll::Pending) => return Poll::Pending,
+                Some(Poll::Ready(PingOutcome::Stopped)) => {
+                    this.pinger = None;
+                    return Poll::Pending;
+                }
+                // Ended here: dropping the connection fails its streams at once.
+                Some(Poll::Ready(PingOutcome::Unanswered)) => {
+                    let timeout = this.pinger.take().map(|p| p.timeout()).unwrap_or_default();
+                    Err(Box::new(PingTimedOut(timeout)) as BoxError)
+                }
+            },
+        };
         this.open.store(false, Ordering::Release);
         Poll::Ready(ended)
     }
@@ -325,7 +345,7 @@ mod tests {
             connection.graceful_shutdown();
             while connection.accept().await.is_some() {}
         });
-        let (mut sender, connection) = handshake(Box::new(client_io)).await.expect("client handshake");
+        let (mut sender, connection) = handshake(Box::new(client_io), None).await.expect("client handshake");
         let driver = tokio::spawn(connection);
         let observer = sender.clone();
         let mut first = sender.clone();
@@ -371,7 +391,7 @@ mod tests {
             }
             paths
         });
-        let (sender, connection) = handshake(Box::new(client_io)).await.expect("client handshake");
+        let (sender, connection) = handshake(Box::new(client_io), None).await.expect("client handshake");
         tokio::spawn(connection);
         for _ in 0..100 {
             if sender.stream_limit() == Some(1) {

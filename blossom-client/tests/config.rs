@@ -41,6 +41,8 @@ async fn every_invalid_session_field_is_named() {
         ("pool_timeout", Box::new(move |s| s.pool_timeout = zero)),
         ("keepalive_expiry", Box::new(move |s| s.keepalive_expiry = zero)),
         ("max_connection_lifetime", Box::new(move |s| s.max_connection_lifetime = Some(zero))),
+        ("http2_ping_interval", Box::new(move |s| s.http2_ping_interval = Some(zero))),
+        ("http2_ping_timeout", Box::new(move |s| s.http2_ping_timeout = zero)),
         ("max_response_bytes", Box::new(|s| s.max_response_bytes = 0)),
         ("rate_limit_per_minute", Box::new(|s| s.rate_limit_per_minute = Some(0))),
         ("rate_limit_burst", Box::new(|s| s.rate_limit_burst = 0)),

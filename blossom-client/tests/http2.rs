@@ -232,3 +232,53 @@ async fn a_request_body_past_the_peers_window_is_sent_whole() {
     assert!(!answer.is_empty());
     assert_eq!((server.stats().connections, server.stats().generations), (1, 1));
 }
+
+/// An h2c server on loopback that takes each connection's first request, then falls silent: it
+/// neither answers nor reads again, as a peer that vanished. Returns its address and the
+/// connections it accepted.
+async fn silent_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::Relaxed);
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
+                let _request = connection.accept().await;
+                // Held, never polled again: no answer, no PONG.
+                std::future::pending::<()>().await;
+                drop(connection);
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+// Paused time: the clock jumps from one timer to the next, so the instants below are exact.
+#[tokio::test(start_paused = true)]
+async fn a_peer_that_stops_answering_pings_fails_its_streams_before_their_read_timeout() {
+    let (addr, accepted) = silent_server().await;
+    let client = common::builder(addr, |s| {
+        s.http2_ping_interval = Some(Duration::from_secs(1));
+        s.http2_ping_timeout = Duration::from_millis(500);
+        s.retry.max_retries = 0;
+    })
+    .http2_prior_knowledge()
+    .build()
+    .unwrap();
+    let start = tokio::time::Instant::now();
+    let error = client.text().generate("hello").await.unwrap_err();
+    let took = start.elapsed();
+    // The read timeout (5 s in tests) would end it later, as a timeout.
+    assert!(!matches!(error, blossom_client::Error::Timeout { .. }), "{error:?}");
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(2),
+        "one interval and one timeout: {took:?}"
+    );
+    assert_eq!(client.stats().connections_closed.total(), 1, "the silent connection was retired");
+    // The next call does not join the dead connection.
+    let _ = client.text().generate("again").await;
+    assert_eq!(accepted.load(Ordering::Relaxed), 2);
+}

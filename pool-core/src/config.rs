@@ -133,6 +133,14 @@ pub struct SessionConfig {
     pub max_idle_per_host: Option<u32>,
     /// Offer HTTP/2 (ALPN) and multiplex when the server takes it. Default: true.
     pub http2: bool,
+    /// Send an HTTP/2 PING on each connection this often, to find a peer that vanished without
+    /// closing the connection; `None` sends none. Default: None.
+    #[serde(with = "crate::time::opt_secs")]
+    pub http2_ping_interval: Option<Duration>,
+    /// A PING unanswered for this long ends its connection: its streams fail at once, rather
+    /// than at their read timeout. Default: 20 s.
+    #[serde(with = "crate::time::secs")]
+    pub http2_ping_timeout: Duration,
     /// Largest response body accepted, in bytes. Default: 50 MiB.
     pub max_response_bytes: u64,
     /// Seed of every random choice (jitter, random routing). Default: 0.
@@ -175,6 +183,8 @@ impl Default for SessionConfig {
             max_waiters: 1024,
             max_idle_per_host: None,
             http2: true,
+            http2_ping_interval: None,
+            http2_ping_timeout: Duration::from_secs(20),
             max_response_bytes: 50 * 1024 * 1024,
             seed: 0,
             breaker: BreakerConfig::default(),
@@ -268,6 +278,10 @@ impl SessionConfig {
         if let Some(lifetime) = self.max_connection_lifetime {
             check_nonzero("max_connection_lifetime", lifetime)?;
         }
+        if let Some(interval) = self.http2_ping_interval {
+            check_nonzero("http2_ping_interval", interval)?;
+        }
+        check_nonzero("http2_ping_timeout", self.http2_ping_timeout)?;
         check_range("max_response_bytes", self.max_response_bytes, 1, 1 << 40)?;
         self.limiter().validate()?;
         self.pool().validate()?;
