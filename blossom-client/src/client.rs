@@ -642,6 +642,9 @@ impl BlossomClient {
                 Ok(lease) => lease,
                 Err(error) => {
                     let (outcome, next) = match &error {
+                        Error::Connect { source, .. } if source.is::<crate::driver::SharedConnectFailed>() => {
+                            (None, Next::Backoff)
+                        }
                         Error::Connect { .. } => (Some(Outcome::Failure), Next::Backoff),
                         Error::Timeout { .. } => timeout_outcome(&error),
                         _ => (None, Next::Stop),

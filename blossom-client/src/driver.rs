@@ -449,6 +449,10 @@ impl Shared {
                         limit: self.config.session.pool_timeout,
                     });
                 }
+                Grant::ConnectFailed => {
+                    let region = self.regions[endpoint].name.clone();
+                    return Err(Error::Connect { region, source: Box::new(SharedConnectFailed) });
+                }
             }
         }
     }
@@ -757,6 +761,20 @@ impl Future for ConnDriver {
         Poll::Ready(())
     }
 }
+
+/// Why a request that waited to share an HTTP/2 connection got none: the connection failed to
+/// open. The request that opened it counts the failure against the region; the ones that
+/// waited for it do not count it again.
+#[derive(Debug)]
+pub(crate) struct SharedConnectFailed;
+
+impl std::fmt::Display for SharedConnectFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the HTTP/2 connection this request waited to share failed to open")
+    }
+}
+
+impl std::error::Error for SharedConnectFailed {}
 
 /// Takes a waiter out of the queue if its request is dropped, and gives back a grant that
 /// arrived too late.

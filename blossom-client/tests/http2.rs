@@ -282,3 +282,41 @@ async fn a_peer_that_stops_answering_pings_fails_its_streams_before_their_read_t
     let _ = client.text().generate("again").await;
     assert_eq!(accepted.load(Ordering::Relaxed), 2);
 }
+
+/// A connector whose every attempt is refused after a while; counts the attempts.
+struct RefusedAfter(Duration, Arc<AtomicUsize>);
+
+impl blossom_client::Connect for RefusedAfter {
+    fn connect(&self, _target: &blossom_client::Target) -> blossom_client::ConnectFuture {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        let delay = self.0;
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            Err(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+        })
+    }
+}
+
+// Paused time: the connector's delay is virtual.
+#[tokio::test(start_paused = true)]
+async fn requests_waiting_to_share_an_http2_connection_that_fails_to_open_fail_with_it() {
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let client = blossom_client::BlossomClient::builder()
+        .base_url("http://127.0.0.1:9")
+        .connector(RefusedAfter(Duration::from_millis(100), attempts.clone()))
+        .session_with(|s| {
+            common::fast(s);
+            s.retry.max_retries = 0;
+        })
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    // The first opens the connection; the other two wait to share it.
+    let text = client.text();
+    let calls = join_all((0..3).map(|_| text.generate("hello"))).await;
+    for call in &calls {
+        assert!(matches!(call, Err(blossom_client::Error::Connect { .. })), "{call:?}");
+    }
+    assert_eq!(attempts.load(Ordering::Relaxed), 1, "one attempt, not one per waiter in turn");
+    assert_eq!(client.stats().connections_failed, 1);
+}

@@ -133,6 +133,10 @@ pub enum Grant {
     Connect(ConnId),
     /// The deadline passed first.
     TimedOut,
+    /// The HTTP/2 connection the waiter was to share failed to open, and none other is opening:
+    /// the request fails now (and may retry elsewhere) rather than queue behind one connect
+    /// attempt after another.
+    ConnectFailed,
 }
 
 /// Why a connection was closed.
@@ -504,6 +508,13 @@ impl Pool {
         let endpoint = conn.endpoint as usize;
         self.endpoints[endpoint].stats.connect_failed += 1;
         self.remove(id);
+        let ep = &self.endpoints[endpoint];
+        if ep.http2 && ep.connecting == 0 && !self.has_free_stream(endpoint) {
+            // They waited to share it; one failed connect each would come to each in turn.
+            let failed = std::mem::take(&mut self.endpoints[endpoint].waiters);
+            self.waiting_total -= failed.len() as u32;
+            self.grants.extend(failed.into_iter().map(|waiter| (waiter.id, Grant::ConnectFailed)));
+        }
         self.dispatch(now);
     }
 
@@ -574,7 +585,7 @@ impl Pool {
                     self.dispatch(now);
                 }
             }
-            Grant::TimedOut => {}
+            Grant::TimedOut | Grant::ConnectFailed => {}
         }
     }
 
@@ -947,13 +958,17 @@ impl Pool {
         }
     }
 
-    fn can_serve(&self, endpoint: usize) -> bool {
-        let ep = &self.endpoints[endpoint];
-        let shared_free = ep.shared.iter().any(|id| {
+    /// Whether an open HTTP/2 connection of `endpoint` takes another stream.
+    fn has_free_stream(&self, endpoint: usize) -> bool {
+        self.endpoints[endpoint].shared.iter().any(|id| {
             matches!(self.conn(*id).map(|c| c.state),
                 Some(State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. }) if in_use < max_streams)
-        });
-        if shared_free || !ep.idle.is_empty() {
+        })
+    }
+
+    fn can_serve(&self, endpoint: usize) -> bool {
+        let ep = &self.endpoints[endpoint];
+        if self.has_free_stream(endpoint) || !ep.idle.is_empty() {
             return true;
         }
         if ep.http2 && ep.connecting > 0 {
@@ -1159,6 +1174,35 @@ mod tests {
     }
 
     #[test]
+    fn waiters_sharing_a_failed_http2_connect_fail_with_it_but_http1_waiters_get_a_connect_each() {
+        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
+        for http2 in [true, false] {
+            let mut p = Pool::new(config.clone(), 1).unwrap();
+            let per = if http2 { 10 } else { 1 };
+            p.set_target(at(0), 0, per);
+            if http2 {
+                p.expect_http2(0);
+            }
+            let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
+            let waiters: Vec<WaiterId> = (0..3)
+                .map(|_| match p.checkout(at(0), 0, at(5)) {
+                    Checkout::Wait(w) => w,
+                    other => panic!("waits behind the connect: {other:?}"),
+                })
+                .collect();
+            p.on_connect_failed(at(1), c);
+            let grants: Vec<_> = std::iter::from_fn(|| p.poll_grant()).collect();
+            if http2 {
+                let failed: Vec<_> = waiters.iter().map(|&w| (w, Grant::ConnectFailed)).collect();
+                assert_eq!(grants, failed, "each waiter learns of the failed connect at once");
+            } else {
+                assert!(matches!(grants[..], [(w, Grant::Connect(_))] if w == waiters[0]), "{grants:?}");
+            }
+            p.check_invariants().unwrap();
+        }
+    }
+
+    #[test]
     fn an_http1_answer_withdraws_the_http2_expectation() {
         // h2 offered in ALPN, http/1.1 chosen: the held request opens its own connection.
         let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
@@ -1331,6 +1375,7 @@ mod tests {
                         }
                         Grant::Connect(id) => connecting.push(id),
                         Grant::TimedOut => prop_assert!(now >= deadline),
+                        Grant::ConnectFailed => {}
                     }
                 }
                 // Nobody waits past their deadline once time has been handled.

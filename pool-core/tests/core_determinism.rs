@@ -194,7 +194,7 @@ impl Driver {
                 self.attempts[pos].conn = Conn::Connecting { id, ok };
                 self.attempts[pos].due = self.now + self.rng.millis(5, 60);
             }
-            Grant::TimedOut => {
+            Grant::TimedOut | Grant::ConnectFailed => {
                 let attempt = self.attempts.remove(pos);
                 self.core.abandon(self.now, attempt.ticket);
                 self.record(("abandon", attempt.ticket));

@@ -288,7 +288,7 @@ impl Model {
                     self.core.pool_mut().on_connected(self.now, id, Protocol::Http1);
                     self.attempts[pos].1 = Conn::Ready(id);
                 }
-                Grant::TimedOut => {
+                Grant::TimedOut | Grant::ConnectFailed => {
                     let (ticket, _) = self.attempts.remove(pos);
                     self.core.abandon(self.now, ticket);
                     self.settled += 1;
