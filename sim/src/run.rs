@@ -194,6 +194,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &Options) -> RunReport {
         regions: (0..n)
             .map(|i| Region::new(region_name(i), format!("http://{}:80", region_name(i))).priority(i as u32))
             .collect(),
+        http2_prior_knowledge: scenario.http2,
         ..ClientConfig::default()
     };
     sim.client("client", client_main(scenario.clone(), config, servers.clone(), record.clone(), *options));
@@ -502,6 +503,18 @@ async fn client_main(
         let rate = r.report.quiet_succeeded as f64 / r.report.quiet_issued as f64;
         if rate < 0.99 {
             r.violate(at, format!("liveness: {:.1} % success in the quiet phase, below 99 %", rate * 100.0));
+        }
+    }
+    if let (Some(limit), Some(took)) = (scenario.max_failover, r.report.failover_time) {
+        if took > limit {
+            r.violate(
+                at,
+                format!(
+                    "failover took {} ms after the first fault, more than {} ms",
+                    took.as_millis(),
+                    limit.as_millis()
+                ),
+            );
         }
     }
     if let Some(k) = scenario.capacity {

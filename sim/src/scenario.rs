@@ -107,6 +107,10 @@ pub struct Scenario {
     pub breaker_stays_closed: Option<usize>,
     /// For capacity discovery: the server's best concurrency, which the sizer must find.
     pub capacity: Option<u32>,
+    /// Speak HTTP/2 (h2c, prior knowledge) rather than HTTP/1.1.
+    pub http2: bool,
+    /// The first failover must come within this of the first fault.
+    pub max_failover: Option<Duration>,
 }
 
 const STEADY: Workload = Workload { interval: Duration::from_millis(25), max_in_flight: 32, warmup_burst: None };
@@ -171,6 +175,8 @@ pub fn all() -> Vec<Scenario> {
         workload: STEADY,
         breaker_stays_closed: None,
         capacity: None,
+        http2: false,
+        max_failover: None,
     };
     vec![
         Scenario {
@@ -191,6 +197,22 @@ pub fn all() -> Vec<Scenario> {
             about: "a region's traffic is held, not refused",
             plan: |rng, _| vec![(at(rng, 2.0, 5.0), Action::Hold(2))],
             coverage: &[Cover::BreakerOpened, Cover::ProbeSucceeded, Cover::Failover],
+            ..base.clone()
+        },
+        Scenario {
+            name: "h2-silent-peer",
+            about: "over HTTP/2, the primary's traffic is held; PINGs find its shared connection dead before the read timeout",
+            // Found within 0.4 s of the hold; then a fresh connection's connect times out (0.5 s)
+            // and the retry fails over. Waiting for the read timeout (1.5 s) would take longer
+            // than `max_failover` allows.
+            configure: |c| {
+                c.http2_ping_interval = Some(Duration::from_millis(200));
+                c.http2_ping_timeout = Duration::from_millis(200);
+            },
+            plan: |rng, _| vec![(at(rng, 2.0, 5.0), Action::Hold(0))],
+            coverage: &[Cover::BreakerOpened, Cover::ProbeSucceeded, Cover::Failover],
+            http2: true,
+            max_failover: Some(Duration::from_millis(1250)),
             ..base.clone()
         },
         Scenario {
