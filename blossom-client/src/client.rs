@@ -684,10 +684,12 @@ impl BlossomClient {
                     return Err(Failed::new(error, next));
                 }
                 Ok(Err(source)) if reused => {
+                    let source = completion.sender().explain(source);
                     complete_failed(completion, None, only_the_stream(is_h2, Some(&source)));
                     return Err(Failed::new(Error::Http { source }, Next::Stale));
                 }
                 Ok(Err(source)) => {
+                    let source = completion.sender().explain(source);
                     complete_failed(completion, Some(Outcome::Failure), only_the_stream(is_h2, Some(&source)));
                     return Err(Failed::new(Error::Http { source }, Next::Backoff));
                 }
@@ -750,6 +752,7 @@ impl BlossomClient {
                 return Err(Failed::new(error, next));
             }
             Err(BodyFailure::Broken(source)) => {
+                let source = completion.sender().explain(source);
                 let reusable = only_the_stream(is_h2, Some(&source));
                 let error = Error::Stream { what: "the response body broke off".into(), source: Some(source) };
                 complete_failed(completion, Some(Outcome::Failure), reusable);

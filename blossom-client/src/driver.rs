@@ -51,6 +51,14 @@ impl Sender {
         matches!(self, Sender::H2(_))
     }
 
+    /// The cause of a failure on this connection, as the caller should see it.
+    pub(crate) fn explain(&self, source: crate::error::BoxError) -> crate::error::BoxError {
+        match self {
+            Sender::H1(_) => source,
+            Sender::H2(s) => s.explain(source),
+        }
+    }
+
     /// Sends `request`. It is taken at once; the future only waits for the response, so it
     /// holds no copy of the request (an `async fn` would keep one in its state).
     pub(crate) fn send(

@@ -49,11 +49,6 @@ impl Pinger {
         Pinger { pings, keep_alive, timer, awaiting_pong: false }
     }
 
-    /// How long a PING waits for its answer.
-    pub(crate) fn timeout(&self) -> Duration {
-        self.keep_alive.timeout
-    }
-
     /// Sends each PING when due and watches for its answer; pending while all is well.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<PingOutcome> {
         loop {
@@ -82,13 +77,13 @@ impl Pinger {
     }
 }
 
-/// Why a connection ended: its peer left a PING unanswered.
+/// Why a connection ended, and its streams failed: its peer left a PING unanswered.
 #[derive(Debug)]
-pub(crate) struct PingTimedOut(pub(crate) Duration);
+pub(crate) struct PingTimedOut;
 
 impl fmt::Display for PingTimedOut {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "no answer to an HTTP/2 PING within {:?}: the peer is gone", self.0)
+        f.write_str("the peer left an HTTP/2 PING unanswered past `http2_ping_timeout`: the connection is gone")
     }
 }
 

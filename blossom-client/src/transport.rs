@@ -8,7 +8,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::task::{Context, Poll, Waker, ready};
 
 use bytes::Bytes;
@@ -43,7 +43,7 @@ pub(crate) async fn handshake(
         .enable_push(false)
         .handshake(io)
         .await?;
-    let open = Arc::new(AtomicBool::new(true));
+    let open = Arc::new(Liveness::default());
     let pinger = keep_alive.and_then(|k| Some(Pinger::new(connection.ping_pong()?, k)));
     let connection = Box::new(connection);
     let streams = STREAMS_BEFORE_SETTINGS;
@@ -61,7 +61,7 @@ pub(crate) async fn handshake(
 pub(crate) struct H2Connection {
     /// Boxed: 1.3 KB inline would size every connection's task, HTTP/1.1 ones too.
     connection: Box<h2::client::Connection<Box<dyn Io>, Bytes>>,
-    open: Arc<AtomicBool>,
+    open: Arc<Liveness>,
     deferred: bool,
     /// The streams the peer takes at once, as last seen.
     streams: usize,
@@ -106,12 +106,13 @@ impl Future for H2Connection {
                 }
                 // Ended here: dropping the connection fails its streams at once.
                 Some(Poll::Ready(PingOutcome::Unanswered)) => {
-                    let timeout = this.pinger.take().map(|p| p.timeout()).unwrap_or_default();
-                    Err(Box::new(PingTimedOut(timeout)) as BoxError)
+                    this.pinger = None;
+                    this.open.end(SILENT);
+                    Err(Box::new(PingTimedOut) as BoxError)
                 }
             },
         };
-        this.open.store(false, Ordering::Release);
+        this.open.end(CLOSED);
         Poll::Ready(ended)
     }
 }
@@ -120,13 +121,43 @@ impl Future for H2Connection {
 #[derive(Clone)]
 pub(crate) struct H2Sender {
     send: h2::client::SendRequest<Bytes>,
-    /// Shared by the connection's handles; cleared when its task ends.
-    open: Arc<AtomicBool>,
+    /// Shared by the connection's handles and its task.
+    open: Arc<Liveness>,
+}
+
+const OPEN: u8 = 0;
+const CLOSED: u8 = 1;
+/// Ended by its own task: the peer left a PING unanswered.
+const SILENT: u8 = 2;
+
+/// Whether a connection still takes streams, and if not, whether its peer went silent.
+#[derive(Debug, Default)]
+pub(crate) struct Liveness(AtomicU8);
+
+impl Liveness {
+    fn is_open(&self) -> bool {
+        self.0.load(Ordering::Acquire) == OPEN
+    }
+
+    /// Marks the connection ended `how`, unless it already was.
+    fn end(&self, how: u8) {
+        let _ = self.0.compare_exchange(OPEN, how, Ordering::Release, Ordering::Relaxed);
+    }
+
+    fn went_silent(&self) -> bool {
+        self.0.load(Ordering::Acquire) == SILENT
+    }
 }
 
 impl H2Sender {
     pub(crate) fn is_closed(&self) -> bool {
-        !self.open.load(Ordering::Acquire)
+        !self.open.is_open()
+    }
+
+    /// What a stream's failure says: that the peer went silent, if it did (h2 tells only of a
+    /// broken pipe).
+    pub(crate) fn explain(&self, source: BoxError) -> BoxError {
+        if self.open.went_silent() { Box::new(PingTimedOut) } else { source }
     }
 
     /// The streams the peer takes at once; `None` until its SETTINGS changed them from
@@ -165,7 +196,7 @@ impl H2Sender {
     /// another connection rather than this one again, while its last streams finish.
     fn refused<'a>(&self, error: h2::Error) -> State<'a> {
         if error.is_go_away() || error.is_io() {
-            self.open.store(false, Ordering::Release);
+            self.open.end(CLOSED);
         }
         State::Failed(Some(error))
     }

@@ -273,6 +273,8 @@ async fn a_peer_that_stops_answering_pings_fails_its_streams_before_their_read_t
     let took = start.elapsed();
     // The read timeout (5 s in tests) would end it later, as a timeout.
     assert!(!matches!(error, blossom_client::Error::Timeout { .. }), "{error:?}");
+    let cause = std::error::Error::source(&error).map(ToString::to_string).unwrap_or_default();
+    assert!(cause.contains("PING unanswered"), "the caller learns why: {cause}");
     assert!(
         took >= Duration::from_millis(1500) && took < Duration::from_secs(2),
         "one interval and one timeout: {took:?}"
