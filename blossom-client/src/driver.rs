@@ -557,11 +557,11 @@ impl Shared {
 
     /// The server (or an error) ended a connection: forget it if idle; a busy one is closed
     /// when its request releases it.
-    fn connection_ended(&self, id: ConnId) {
+    fn connection_ended(&self, id: ConnId, reason: CloseReason) {
         let mut inner = self.lock();
         let pool = inner.core.pool_mut();
         if pool.is_live(id) && pool.in_use(id) == 0 {
-            pool.on_closed(self.now(), id, CloseReason::ServerClosed);
+            pool.on_closed(self.now(), id, reason);
             if let Some(slot) = inner.conns.get_mut(id.index() as usize) {
                 *slot = None;
             }
@@ -749,7 +749,7 @@ impl Future for ConnDriver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let result = match this.task.project() {
-            ConnTaskProj::H1 { conn } => std::task::ready!(conn.poll(cx)).map_err(|e| e.to_string()),
+            ConnTaskProj::H1 { conn } => std::task::ready!(conn.poll(cx)).map_err(crate::error::BoxError::from),
             ConnTaskProj::H2 { mut conn } => {
                 let polled = conn.as_mut().poll(cx);
                 if let Some(peer) = conn.stream_limit_changed() {
@@ -757,14 +757,19 @@ impl Future for ConnDriver {
                         shared.on_peer_stream_limit(*this.id, peer);
                     }
                 }
-                std::task::ready!(polled).map_err(|e| e.to_string())
+                std::task::ready!(polled)
             }
         };
+        let mut reason = CloseReason::ServerClosed;
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
+            if error.is::<crate::ping::PingTimedOut>() {
+                // Not closed by the peer: it went silent.
+                reason = CloseReason::Broken;
+            }
         }
         if let Some(shared) = this.shared.upgrade() {
-            shared.connection_ended(*this.id);
+            shared.connection_ended(*this.id, reason);
         }
         Poll::Ready(())
     }

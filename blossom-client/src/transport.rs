@@ -132,7 +132,7 @@ const SILENT: u8 = 2;
 
 /// Whether a connection still takes streams, and if not, whether its peer went silent.
 #[derive(Debug, Default)]
-pub(crate) struct Liveness(AtomicU8);
+struct Liveness(AtomicU8);
 
 impl Liveness {
     fn is_open(&self) -> bool {

@@ -237,6 +237,11 @@ async fn a_request_body_past_the_peers_window_is_sent_whole() {
 /// neither answers nor reads again, as a peer that vanished. Returns its address and the
 /// connections it accepted.
 async fn silent_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    silent_after(0).await
+}
+
+/// As `silent_server`, but answers the first `answered` requests of each connection first.
+async fn silent_after(answered: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -246,7 +251,19 @@ async fn silent_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
             counter.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(async move {
                 let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
-                let _request = connection.accept().await;
+                for _ in 0..answered {
+                    let Some(Ok((_request, mut respond))) = connection.accept().await else { return };
+                    let response = http::Response::builder().header("content-type", "text/plain").body(()).unwrap();
+                    if let Ok(mut body) = respond.send_response(response, false) {
+                        let _ = body.send_data(Bytes::from_static(b"echo"), true);
+                    }
+                }
+                if answered == 0 {
+                    let _request = connection.accept().await;
+                } else {
+                    // Flushes the answers, then stops: the PINGs that follow go unanswered.
+                    let _ = tokio::time::timeout(Duration::from_millis(10), connection.accept()).await;
+                }
                 // Held, never polled again: no answer, no PONG.
                 std::future::pending::<()>().await;
                 drop(connection);
@@ -321,4 +338,22 @@ async fn requests_waiting_to_share_an_http2_connection_that_fails_to_open_fail_w
     }
     assert_eq!(attempts.load(Ordering::Relaxed), 1, "one attempt, not one per waiter in turn");
     assert_eq!(client.stats().connections_failed, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_whose_peer_went_silent_is_counted_broken_not_closed_by_the_server() {
+    let (addr, accepted) = silent_after(1).await;
+    let client = common::builder(addr, |s| {
+        s.http2_ping_interval = Some(Duration::from_secs(1));
+        s.http2_ping_timeout = Duration::from_millis(500);
+    })
+    .http2_prior_knowledge()
+    .build()
+    .unwrap();
+    assert_eq!(client.text().generate("hello").await.unwrap(), "echo");
+    // Idle now: its PING at 1 s goes unanswered until 1.5 s.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let closed = client.stats().connections_closed;
+    assert_eq!((closed.broken, closed.server_closed), (1, 0), "{closed:?}");
+    assert_eq!(accepted.load(Ordering::Relaxed), 1);
 }
