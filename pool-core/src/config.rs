@@ -150,6 +150,8 @@ pub struct SessionConfig {
     /// Outlier detection and active health checks.
     pub health: HealthConfig,
     /// Dynamic pool sizing per endpoint. Default policy: fixed (the pool stays at its caps).
+    /// An adaptive policy's target bounds an endpoint's requests in flight: its connections over
+    /// HTTP/1.1, its streams over HTTP/2.
     pub sizer: SizerConfig,
     /// Endpoint selection.
     pub router: RouterConfig,
@@ -309,6 +311,7 @@ impl SessionConfig {
             max_lifetime: self.max_connection_lifetime,
             max_waiters: self.max_waiters,
             block: self.sync_pool_block,
+            streams_within_target: self.sizer.policy != PolicyKind::Fixed,
             ..PoolConfig::default()
         }
     }

@@ -38,6 +38,10 @@ pub struct PoolConfig {
     /// how many it takes at once. A peer that takes fewer (its `SETTINGS_MAX_CONCURRENT_STREAMS`)
     /// lowers this for its connection ([`Pool::on_stream_limit`]). Default: 200.
     pub http2_default_streams: u32,
+    /// An endpoint's target bounds its requests in flight over HTTP/2 too, not only its
+    /// connections: set when a sizer drives the target, which over HTTP/1.1 means both.
+    /// Default: false.
+    pub streams_within_target: bool,
 }
 
 impl Default for PoolConfig {
@@ -51,6 +55,7 @@ impl Default for PoolConfig {
             max_waiters: 1024,
             block: true,
             http2_default_streams: 200,
+            streams_within_target: false,
         }
     }
 }
@@ -818,6 +823,10 @@ impl Pool {
             self.endpoints[endpoint].stats.reused += 1;
             return Some(Checkout::Reuse(id));
         }
+        if self.streams_at_target(endpoint) {
+            // Another connection would only carry streams past the target.
+            return None;
+        }
         let ep = &self.endpoints[endpoint];
         if ep.http2 && ep.connecting > 0 {
             // Share the connection being opened rather than open another (hyper#2197).
@@ -837,6 +846,9 @@ impl Pool {
     }
 
     fn take_shared(&mut self, endpoint: usize) -> Option<ConnId> {
+        if self.streams_at_target(endpoint) {
+            return None;
+        }
         let shared = &self.endpoints[endpoint].shared;
         let mut best: Option<(ConnId, u32)> = None;
         for &id in shared {
@@ -958,8 +970,22 @@ impl Pool {
         }
     }
 
+    /// Whether `endpoint`'s HTTP/2 streams in flight reached its target, when they count
+    /// against it (`streams_within_target`).
+    fn streams_at_target(&self, endpoint: usize) -> bool {
+        if !self.config.streams_within_target {
+            return false;
+        }
+        let ep = &self.endpoints[endpoint];
+        let in_flight: u32 = ep.shared.iter().map(|&id| self.in_use(id)).sum();
+        in_flight >= ep.target
+    }
+
     /// Whether an open HTTP/2 connection of `endpoint` takes another stream.
     fn has_free_stream(&self, endpoint: usize) -> bool {
+        if self.streams_at_target(endpoint) {
+            return false;
+        }
         self.endpoints[endpoint].shared.iter().any(|id| {
             matches!(self.conn(*id).map(|c| c.state),
                 Some(State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. }) if in_use < max_streams)
@@ -1135,6 +1161,41 @@ mod tests {
     }
 
     #[test]
+    fn a_sized_target_bounds_http2_streams_in_flight_as_it_bounds_http1_connections() {
+        for within in [true, false] {
+            let config = PoolConfig {
+                max_total: 10,
+                max_per_endpoint: 10,
+                streams_within_target: within,
+                ..PoolConfig::default()
+            };
+            let mut p = Pool::new(config, 1).unwrap();
+            p.set_target(at(0), 0, 3);
+            p.expect_http2(0);
+            let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
+            p.on_connected(at(0), c, Protocol::Http2 { max_streams: 100 });
+            let mut taken = 1;
+            while taken < 5 && matches!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(id) if id == c) {
+                taken += 1;
+            }
+            if !within {
+                assert_eq!(taken, 5, "without the rule the target counts connections only");
+                continue;
+            }
+            assert_eq!(taken, 3, "three streams, the target; the fourth waited");
+            assert_eq!(p.stats().open, 1, "and no connection opened for it");
+            p.release(at(1), c, true);
+            assert!(matches!(p.poll_grant(), Some((_, Grant::Reuse(id))) if id == c), "a stream freed serves it");
+            p.set_target(at(2), 0, 5);
+            assert!(
+                matches!(p.checkout(at(2), 0, at(5)), Checkout::Reuse(id) if id == c),
+                "a raised target takes more"
+            );
+            p.check_invariants().unwrap();
+        }
+    }
+
+    #[test]
     fn http2_shares_until_saturated() {
         let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
         let mut p = Pool::new(config, 1).unwrap();
@@ -1302,10 +1363,17 @@ mod tests {
         /// (b) caps hold and every waiter gets exactly one answer by its deadline.
         #[test]
         fn caps_hold_and_no_waiter_is_lost(
-            max_total in 1..6u32, per in 1..4u32, ops in prop::collection::vec(op(), 1..200)
+            max_total in 1..6u32, per in 1..4u32, within in any::<bool>(), ops in prop::collection::vec(op(), 1..200)
         ) {
             let per = per.min(max_total);
-            let config = PoolConfig { max_total, max_per_endpoint: per, max_idle_per_endpoint: per, max_waiters: 8, ..PoolConfig::default() };
+            let config = PoolConfig {
+                max_total,
+                max_per_endpoint: per,
+                max_idle_per_endpoint: per,
+                max_waiters: 8,
+                streams_within_target: within,
+                ..PoolConfig::default()
+            };
             let mut p = Pool::new(config, 3).unwrap();
             let mut now = Time::ZERO;
             let mut using: Vec<ConnId> = Vec::new();
@@ -1313,9 +1381,12 @@ mod tests {
             let mut waiting: Vec<(WaiterId, Time)> = Vec::new();
             let mut answered = std::collections::HashSet::new();
             // A stream added to an HTTP/2 connection stays within the connection's limit.
+            // With `streams_within_target`, as many as the endpoint's target over all of them.
             let within_limit = |p: &Pool, id: ConnId| match p.conn(id) {
-                Some(Conn { state: State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. }, .. }) => {
-                    in_use <= max_streams
+                Some(Conn { endpoint, state: State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. }, .. }) => {
+                    let ep = &p.endpoints[*endpoint as usize];
+                    let in_flight: u32 = ep.shared.iter().map(|&c| p.in_use(c)).sum();
+                    in_use <= max_streams && (!within || in_flight <= ep.target)
                 }
                 _ => true,
             };
