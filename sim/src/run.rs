@@ -517,6 +517,15 @@ async fn client_main(
             );
         }
     }
+    if let Some(limit) = scenario.max_p50 {
+        let mut latencies = r.report.latencies.clone();
+        latencies.sort_unstable();
+        if let Some(&p50) = latencies.get(latencies.len() / 2) {
+            if p50 > limit {
+                r.violate(at, format!("median latency {} ms, more than {} ms", p50.as_millis(), limit.as_millis()));
+            }
+        }
+    }
     if let Some(k) = scenario.capacity {
         r.line(format!("{} SIZER target {target} for best concurrency {k}", ms(at)));
         if target < k / 2 || target > 2 * k {
