@@ -800,8 +800,11 @@ impl Pool {
 
     /// Serves a checkout for `endpoint` now, if anything is free.
     fn try_serve(&mut self, now: Time, endpoint: usize, prefer: Option<ConnId>) -> Option<Checkout> {
-        if let Some(id) = self.take_shared(endpoint) {
-            return Some(Checkout::Reuse(id));
+        let streams_at_target = self.streams_at_target(endpoint);
+        if !streams_at_target {
+            if let Some(id) = self.take_shared(endpoint) {
+                return Some(Checkout::Reuse(id));
+            }
         }
         let idle = &mut self.endpoints[endpoint].idle;
         if let Some(at) = prefer.and_then(|prefer| idle.iter().rposition(|&id| id == prefer)) {
@@ -823,7 +826,7 @@ impl Pool {
             self.endpoints[endpoint].stats.reused += 1;
             return Some(Checkout::Reuse(id));
         }
-        if self.streams_at_target(endpoint) {
+        if streams_at_target {
             // Another connection would only carry streams past the target.
             return None;
         }
@@ -846,9 +849,6 @@ impl Pool {
     }
 
     fn take_shared(&mut self, endpoint: usize) -> Option<ConnId> {
-        if self.streams_at_target(endpoint) {
-            return None;
-        }
         let shared = &self.endpoints[endpoint].shared;
         let mut best: Option<(ConnId, u32)> = None;
         for &id in shared {

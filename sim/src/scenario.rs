@@ -181,6 +181,24 @@ pub fn all() -> Vec<Scenario> {
         max_failover: None,
         max_p50: None,
     };
+    let resets = Scenario {
+        name: "connection-resets",
+        about: "a region resets connections mid-body and truncates answers",
+        plan: |rng, s| {
+            let mut plan = Vec::new();
+            let mut t = at(rng, 1.0, 3.0);
+            let mut reset = true;
+            while t < s.chaos {
+                let behavior = if reset { Behavior::ResetMidBody } else { Behavior::Truncated };
+                plan.push((t, Action::Behave(0, behavior)));
+                reset = !reset;
+                t += at(rng, 2.0, 4.0);
+            }
+            plan
+        },
+        coverage: &[Cover::Retried, Cover::Failover, Cover::BreakerOpened],
+        ..base.clone()
+    };
     let capacity = Scenario {
         name: "capacity-discovery",
         about: "one region whose best concurrency is 8; the adaptive sizer must find it",
@@ -292,42 +310,12 @@ pub fn all() -> Vec<Scenario> {
             breaker_stays_closed: Some(1),
             ..base.clone()
         },
-        Scenario {
-            name: "connection-resets",
-            about: "a region resets connections mid-body and truncates answers",
-            plan: |rng, s| {
-                let mut plan = Vec::new();
-                let mut t = at(rng, 1.0, 3.0);
-                let mut reset = true;
-                while t < s.chaos {
-                    let behavior = if reset { Behavior::ResetMidBody } else { Behavior::Truncated };
-                    plan.push((t, Action::Behave(0, behavior)));
-                    reset = !reset;
-                    t += at(rng, 2.0, 4.0);
-                }
-                plan
-            },
-            coverage: &[Cover::Retried, Cover::Failover, Cover::BreakerOpened],
-            ..base.clone()
-        },
+        resets.clone(),
         Scenario {
             name: "h2-resets",
             about: "over HTTP/2, a region resets streams mid-body and truncates answers",
-            plan: |rng, s| {
-                let mut plan = Vec::new();
-                let mut t = at(rng, 1.0, 3.0);
-                let mut reset = true;
-                while t < s.chaos {
-                    let behavior = if reset { Behavior::ResetMidBody } else { Behavior::Truncated };
-                    plan.push((t, Action::Behave(0, behavior)));
-                    reset = !reset;
-                    t += at(rng, 2.0, 4.0);
-                }
-                plan
-            },
-            coverage: &[Cover::Retried, Cover::Failover, Cover::BreakerOpened],
             http2: true,
-            ..base.clone()
+            ..resets.clone()
         },
         capacity.clone(),
         Scenario {
