@@ -800,7 +800,8 @@ impl Pool {
 
     /// Serves a checkout for `endpoint` now, if anything is free.
     fn try_serve(&mut self, now: Time, endpoint: usize, prefer: Option<ConnId>) -> Option<Checkout> {
-        let streams_at_target = self.streams_at_target(endpoint);
+        // No HTTP/2 connection open (always so over HTTP/1.1): no stream counts.
+        let streams_at_target = !self.endpoints[endpoint].shared.is_empty() && self.streams_at_target(endpoint);
         if !streams_at_target {
             if let Some(id) = self.take_shared(endpoint) {
                 return Some(Checkout::Reuse(id));
