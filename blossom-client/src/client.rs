@@ -273,6 +273,14 @@ impl<'a> Completion<'a> {
         self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2())
     }
 
+    /// A failure the attempt's connection reported: its cause as the caller should see it (see
+    /// `Sender::explain`), and whether it ended only the stream (see [`only_the_stream`]).
+    fn failure(&mut self, source: BoxError) -> (BoxError, bool) {
+        let source = self.sender().explain(source);
+        let only_stream = only_the_stream(self.is_h2(), Some(&source));
+        (source, only_stream)
+    }
+
     /// The connection's sender.
     pub(crate) fn sender(&mut self) -> &mut crate::driver::Sender {
         &mut self.lease.as_mut().expect("lease held until complete").sender
@@ -683,15 +691,12 @@ impl BlossomClient {
                     complete_failed(completion, outcome, false);
                     return Err(Failed::new(error, next));
                 }
-                Ok(Err(source)) if reused => {
-                    let source = completion.sender().explain(source);
-                    complete_failed(completion, None, only_the_stream(is_h2, Some(&source)));
-                    return Err(Failed::new(Error::Http { source }, Next::Stale));
-                }
                 Ok(Err(source)) => {
-                    let source = completion.sender().explain(source);
-                    complete_failed(completion, Some(Outcome::Failure), only_the_stream(is_h2, Some(&source)));
-                    return Err(Failed::new(Error::Http { source }, Next::Backoff));
+                    let (source, only_stream) = completion.failure(source);
+                    let (outcome, next) =
+                        if reused { (None, Next::Stale) } else { (Some(Outcome::Failure), Next::Backoff) };
+                    complete_failed(completion, outcome, only_stream);
+                    return Err(Failed::new(Error::Http { source }, next));
                 }
                 Ok(Ok(response)) => response,
             };
@@ -752,10 +757,9 @@ impl BlossomClient {
                 return Err(Failed::new(error, next));
             }
             Err(BodyFailure::Broken(source)) => {
-                let source = completion.sender().explain(source);
-                let reusable = only_the_stream(is_h2, Some(&source));
+                let (source, only_stream) = completion.failure(source);
                 let error = Error::Stream { what: "the response body broke off".into(), source: Some(source) };
-                complete_failed(completion, Some(Outcome::Failure), reusable);
+                complete_failed(completion, Some(Outcome::Failure), only_stream);
                 return Err(Failed::new(error, Next::Backoff));
             }
         };
