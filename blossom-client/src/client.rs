@@ -958,14 +958,18 @@ fn announces_close(headers: &HeaderMap) -> bool {
 
 /// A redirect target inside the same region, as a path and query.
 fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
-    if location.starts_with('/') && !location.starts_with("//") {
-        return Some(location.strip_prefix(region.prefix.as_str()).unwrap_or(location).to_string());
-    }
-    let uri: http::Uri = location.parse().ok()?;
-    if uri.scheme_str() != Some(region.scheme()) || uri.authority()?.as_str() != region.uri_authority.as_str() {
-        return None;
-    }
-    let path = uri.path_and_query()?.as_str();
+    let uri: http::Uri;
+    let path = if location.starts_with('/') && !location.starts_with("//") {
+        location
+    } else {
+        uri = location.parse().ok()?;
+        if uri.scheme_str() != Some(region.scheme()) || uri.authority()?.as_str() != region.uri_authority.as_str() {
+            return None;
+        }
+        uri.path_and_query()?.as_str()
+    };
+    // A header value may hold what no request path may (a space): such a target is refused.
+    path.parse::<http::uri::PathAndQuery>().ok()?;
     Some(path.strip_prefix(region.prefix.as_str()).unwrap_or(path).to_string())
 }
 
@@ -1241,6 +1245,7 @@ mod tests {
         assert_eq!(same_region_path(&region, "http://127.0.0.1:8080/base/y?z=1").as_deref(), Some("/y?z=1"));
         assert_eq!(same_region_path(&region, "http://evil.example/base/y"), None);
         assert_eq!(same_region_path(&region, "//evil.example/y"), None);
+        assert_eq!(same_region_path(&region, "/base/a b"), None, "not a request path");
         assert_eq!(same_region_path(&region, "https://127.0.0.1:8080/y"), None);
     }
 }

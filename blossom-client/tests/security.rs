@@ -152,3 +152,16 @@ async fn bodies_are_capped_and_https_is_the_default() {
     assert!(!err.is_retryable());
     assert_eq!(server.stats().generations, 1, "an oversized body is not retried");
 }
+
+#[tokio::test]
+async fn a_same_host_redirect_to_a_malformed_path_is_refused_not_followed() {
+    // Each is visible ASCII (a valid header value) but no valid request path.
+    for location in ["/text/a b", "/text/<x>"] {
+        let wire = WireMock::start().await;
+        Mock::given(any()).respond_with(redirect_to(location)).mount(&wire).await;
+        let client = common::builder(*wire.address(), |_| {}).max_redirects(5).build().unwrap();
+        let err = client.text().generate("hi").await.unwrap_err();
+        assert!(matches!(err, Error::RedirectRefused { status: 302 }), "{location}: {err:?}");
+        assert_eq!(wire.received_requests().await.unwrap().len(), 1, "{location}: not followed");
+    }
+}
