@@ -187,7 +187,9 @@ impl ClientConfig {
                 ));
             }
         }
-        if http::HeaderValue::from_str(&self.user_agent).is_err() {
+        // What `HeaderValue::from_static` takes (the client interns it): `from_str` would also let
+        // non-ASCII bytes through.
+        if !self.user_agent.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
             return Err(config_error(
                 "user_agent",
                 "must be a valid header value (visible ASCII, no control characters)",

@@ -87,6 +87,7 @@ async fn invalid_client_fields_are_named() {
             },
         ),
         ("user_agent", ClientConfig { user_agent: "bad\nagent".into(), ..base() }),
+        ("user_agent", ClientConfig { user_agent: "bot/1.0 (café)".into(), ..base() }),
         ("health_check_path", ClientConfig { health_check_path: "v1/models".into(), ..base() }),
         ("health_check_path", ClientConfig { health_check_path: "/a b".into(), ..base() }),
         ("max_redirects", ClientConfig { max_redirects: 1000, ..base() }),

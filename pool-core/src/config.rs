@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::breaker::BreakerConfig;
-use crate::error::{ConfigError, check_nonzero, check_range};
+use crate::error::{ConfigError, check_nonzero, check_range, check_span};
 use crate::health::HealthConfig;
 use crate::limiter::LimiterConfig;
 use crate::optimizer::OptimizerConfig;
@@ -269,21 +269,21 @@ impl SessionConfig {
         check_range("sync_pool_maxsize", self.sync_pool_maxsize, self.sync_pool_connections, 100_000)?;
         check_range("async_limit_total", self.async_limit_total, 1, 100_000)?;
         check_range("async_limit_per_host", self.async_limit_per_host, 1, self.async_limit_total)?;
-        check_nonzero("timeout", self.timeout)?;
-        check_nonzero("sync_timeout_connect", self.sync_timeout_connect)?;
-        check_nonzero("sync_timeout_read", self.sync_timeout_read)?;
-        check_nonzero("async_timeout_connect", self.async_timeout_connect)?;
-        check_nonzero("async_timeout_sock_read", self.async_timeout_sock_read)?;
+        check_span("timeout", self.timeout)?;
+        check_span("sync_timeout_connect", self.sync_timeout_connect)?;
+        check_span("sync_timeout_read", self.sync_timeout_read)?;
+        check_span("async_timeout_connect", self.async_timeout_connect)?;
+        check_span("async_timeout_sock_read", self.async_timeout_sock_read)?;
         check_nonzero("slow_request_threshold", self.slow_request_threshold)?;
-        check_nonzero("pool_timeout", self.pool_timeout)?;
+        check_span("pool_timeout", self.pool_timeout)?;
         check_nonzero("keepalive_expiry", self.keepalive_expiry)?;
         if let Some(lifetime) = self.max_connection_lifetime {
             check_nonzero("max_connection_lifetime", lifetime)?;
         }
         if let Some(interval) = self.http2_ping_interval {
-            check_nonzero("http2_ping_interval", interval)?;
+            check_span("http2_ping_interval", interval)?;
         }
-        check_nonzero("http2_ping_timeout", self.http2_ping_timeout)?;
+        check_span("http2_ping_timeout", self.http2_ping_timeout)?;
         check_range("max_response_bytes", self.max_response_bytes, 1, 1 << 40)?;
         self.limiter().validate()?;
         self.pool().validate()?;
@@ -376,6 +376,25 @@ mod tests {
                 "async_timeout_sock_read",
             ),
             (SessionConfig { pool_timeout: Duration::ZERO, ..SessionConfig::default() }, "pool_timeout"),
+            // Past what a runtime's clock can add (it would panic): "no timeout" is not a timeout.
+            (
+                SessionConfig { async_timeout_connect: Duration::MAX, ..SessionConfig::default() },
+                "async_timeout_connect",
+            ),
+            (
+                SessionConfig {
+                    async_timeout_sock_read: Duration::from_secs(8 * 24 * 3600),
+                    ..SessionConfig::default()
+                },
+                "async_timeout_sock_read",
+            ),
+            (SessionConfig { sync_timeout_read: Duration::MAX, ..SessionConfig::default() }, "sync_timeout_read"),
+            (SessionConfig { timeout: Duration::MAX, ..SessionConfig::default() }, "timeout"),
+            (SessionConfig { http2_ping_timeout: Duration::MAX, ..SessionConfig::default() }, "http2_ping_timeout"),
+            (
+                SessionConfig { http2_ping_interval: Some(Duration::MAX), ..SessionConfig::default() },
+                "http2_ping_interval",
+            ),
             (SessionConfig { rate_limit_per_minute: Some(0), ..SessionConfig::default() }, "rate_per_minute"),
             (SessionConfig { max_response_bytes: 0, ..SessionConfig::default() }, "max_response_bytes"),
         ];

@@ -40,3 +40,16 @@ pub(crate) fn check_nonzero(field: &str, value: std::time::Duration) -> Result<(
     }
     Ok(())
 }
+
+/// The longest span a timeout or interval may be: far past any real one, and far inside what a
+/// clock's instant holds (a driver adds these to its runtime's clock, which panics on overflow).
+pub(crate) const MAX_SPAN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Refuses a zero span, or one longer than [`MAX_SPAN`].
+pub(crate) fn check_span(field: &str, value: std::time::Duration) -> Result<(), ConfigError> {
+    check_nonzero(field, value)?;
+    if value > MAX_SPAN {
+        return Err(ConfigError::new(field, format!("must be at most {MAX_SPAN:?}, got {value:?}")));
+    }
+    Ok(())
+}

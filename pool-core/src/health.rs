@@ -11,14 +11,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConfigError, check_nonzero, check_range};
+use crate::error::{ConfigError, check_nonzero, check_range, check_span};
 use crate::rng::Rng;
 use crate::time::Time;
 
 const EVENT_CAPACITY: usize = 64;
 const MAX_ENDPOINTS: usize = 10_000;
 /// Longest accepted interval, timeout or ejection time (keeps jittered arithmetic far from overflow).
-const MAX_SPAN: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Settings for passive outlier detection, active health checks and connection recycling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,15 +75,6 @@ impl Default for HealthConfig {
             max_connection_lifetime: Some(Duration::from_secs(30 * 60)),
         }
     }
-}
-
-fn check_span(field: &str, value: Duration) -> Result<(), ConfigError> {
-    check_nonzero(field, value)?;
-    if value > MAX_SPAN {
-        let problem = format!("must be at most {MAX_SPAN:?}, got {value:?}");
-        return Err(ConfigError::new(field, problem));
-    }
-    Ok(())
 }
 
 impl HealthConfig {
