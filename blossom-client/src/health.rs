@@ -108,11 +108,15 @@ impl BlossomClient {
             let mut inner = shared.lock();
             for endpoint in 0..shared.regions.len() {
                 // Closed warm connections are replaced from now on (idle expiry, lifetime, checks).
-                inner.core.pool_mut().set_warm_target(endpoint, per_region as u32);
-                for _ in 0..per_region {
+                inner.core.pool_mut().set_warm_target(endpoint, u32::try_from(per_region).unwrap_or(u32::MAX));
+                for reserved in 0..per_region {
                     match inner.core.pool_mut().reserve_warmup(endpoint) {
                         Some(id) => slots.push((endpoint, id)),
-                        None => skipped += 1,
+                        None => {
+                            // The region's cap is reached: so are the rest (and the lock is held).
+                            skipped += per_region - reserved;
+                            break;
+                        }
                     }
                 }
             }

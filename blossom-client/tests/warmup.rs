@@ -42,6 +42,11 @@ async fn warmup_stops_at_the_cap() {
     assert_eq!((report.opened.len(), report.skipped), (2, 3), "{report}");
     common::until("the server accepted the warm connections", || server.stats().connections == 2).await;
     assert_eq!(client.stats().pool_size, 2);
+    // Asking for more than anything can hold stops at the cap too, at once (under the lock).
+    // (Before, this looped `usize::MAX` times under the client's lock, and the test hung.)
+    let report = client.warmup(usize::MAX).await;
+    assert_eq!((report.opened.len(), report.skipped), (0, usize::MAX), "{report}");
+    assert_eq!(client.text().generate("hi").await.unwrap(), "echo: hi", "the client is not held up");
 }
 
 #[tokio::test]
