@@ -334,7 +334,7 @@ pub struct ApiError {
     pub message: String,
     /// The body's `error.requestId`, else the `x-request-id` or `cf-ray` header.
     pub request_id: Option<String>,
-    /// The `Retry-After` header, if given as delta-seconds.
+    /// The `Retry-After` header, if given as delta-seconds; at most [`MAX_RETRY_AFTER`].
     pub retry_after: Option<Duration>,
 }
 
@@ -452,15 +452,23 @@ pub fn redact(s: &str, secret: &str) -> String {
     if secret.is_empty() { s.to_owned() } else { s.replace(secret, "[redacted]") }
 }
 
-/// Parses a `Retry-After` value given as delta-seconds; `None` for an HTTP-date or garbage.
+/// The longest `Retry-After` honoured: a longer one is read as this, so a broken or hostile
+/// server cannot stop a region (or, alone, the client) for longer.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Parses a `Retry-After` value given as delta-seconds, capped at [`MAX_RETRY_AFTER`]; `None` for
+/// an HTTP-date or garbage.
 fn parse_retry_after(value: &str) -> Option<Duration> {
     let value = value.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let secs: f64 = value.parse().ok()?;
-    // Reject NaN, negatives and values too large for a Duration (about 584 billion years).
-    (0.0..1e15).contains(&secs).then(|| Duration::from_secs_f64(secs))
+    let wait = match value.parse::<u64>() {
+        Ok(secs) => Duration::from_secs(secs),
+        Err(_) => {
+            let secs: f64 = value.parse().ok()?;
+            // Reject NaN, negatives and values too large for a Duration (about 584 billion years).
+            (0.0..1e15).contains(&secs).then(|| Duration::from_secs_f64(secs))?
+        }
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
 }
 
 /// What an error body said, as far as it could be read.
@@ -749,6 +757,10 @@ mod tests {
         assert_eq!(Error::Api(err).retry_after(), Some(Duration::from_secs(30)));
         let err = ApiError::from_response(503, &headers(&[("retry-after", "1.5")]), b"");
         assert_eq!(err.retry_after, Some(Duration::from_millis(1500)));
+        for long in ["18446744073709551615", "3601", "1e14"] {
+            let err = ApiError::from_response(429, &headers(&[("retry-after", long)]), b"");
+            assert_eq!(err.retry_after, Some(MAX_RETRY_AFTER), "{long:?} is capped");
+        }
         for ignored in ["Wed, 21 Oct 2015 07:28:00 GMT", "-1", "soon", "NaN", "1e300", ""] {
             let err = ApiError::from_response(429, &headers(&[("retry-after", ignored)]), b"");
             assert_eq!(err.retry_after, None, "{ignored:?}");
