@@ -344,6 +344,9 @@ const MAX_TEXT_MESSAGE_CHARS: usize = 200;
 const MAX_JSON_MESSAGE_CHARS: usize = 500;
 /// Longest code or request id kept, in characters.
 const MAX_ID_CHARS: usize = 100;
+/// Largest error body read as JSON: a parsed value takes up to ~20 times its text, and a real
+/// error body is a few hundred bytes. A larger one is shown as text.
+const MAX_ERROR_JSON_BYTES: usize = 64 * 1024;
 
 impl ApiError {
     /// Classifies an error response from its status, headers and body.
@@ -485,6 +488,9 @@ struct ParsedBody {
 fn parse_error_body(body: &[u8]) -> ParsedBody {
     use serde_json::Value;
     let mut out = ParsedBody::default();
+    if body.len() > MAX_ERROR_JSON_BYTES {
+        return out;
+    }
     let Ok(Value::Object(root)) = serde_json::from_slice::<Value>(body) else {
         return out;
     };
@@ -748,6 +754,18 @@ mod tests {
         // A 4xx is never reclassified.
         let body = br#"{"status":429,"error":"rate limit"}"#;
         assert_eq!(ApiError::from_response(402, &HeaderMap::new(), body).kind, ApiErrorKind::PaymentRequired);
+    }
+
+    #[test]
+    fn a_huge_json_error_body_is_shown_as_text_not_parsed() {
+        let small = br#"{"error":{"message":"quota"},"pad":""}"#;
+        assert_eq!(ApiError::from_response(500, &HeaderMap::new(), small).message, "quota");
+        let mut huge = br#"{"error":{"message":"quota"},"pad":""#.to_vec();
+        huge.resize(huge.len() + MAX_ERROR_JSON_BYTES, b'a');
+        huge.extend_from_slice(br#""}"#);
+        let message = ApiError::from_response(500, &HeaderMap::new(), &huge).message;
+        assert!(message.starts_with(r#"{"error":{"message":"quota"}"#), "an excerpt of the text: {message}");
+        assert!(message.len() <= 4 * MAX_TEXT_MESSAGE_CHARS, "{}", message.len());
     }
 
     #[test]
