@@ -41,8 +41,8 @@ pub(crate) fn check_nonzero(field: &str, value: std::time::Duration) -> Result<(
     Ok(())
 }
 
-/// The longest span a timeout or interval may be: far past any real one, and far inside what a
-/// clock's instant holds (a driver adds these to its runtime's clock, which panics on overflow).
+/// The longest span a timeout, interval or ejection time may be: far past any real one, and far
+/// inside what a clock holds (jittered arithmetic, and a runtime clock that panics on overflow).
 pub(crate) const MAX_SPAN: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// Refuses a zero span, or one longer than [`MAX_SPAN`].

@@ -17,7 +17,6 @@ use crate::time::Time;
 
 const EVENT_CAPACITY: usize = 64;
 const MAX_ENDPOINTS: usize = 10_000;
-/// Longest accepted interval, timeout or ejection time (keeps jittered arithmetic far from overflow).
 
 /// Settings for passive outlier detection, active health checks and connection recycling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
