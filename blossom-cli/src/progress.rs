@@ -20,6 +20,7 @@ pub(crate) async fn with_progress<F: Future>(what: &str, work: F) -> F::Output {
     tokio::pin!(work);
     loop {
         tokio::select! {
+            biased;
             output = &mut work => {
                 if shown && terminal {
                     // Erase the indicator so the next line starts clean.

@@ -250,8 +250,9 @@ pub fn run(scenario: &Scenario, seed: u64, options: &Options) -> RunReport {
     });
     // Ledger: every request ends exactly once.
     let unfinished: Vec<u64> = r.ledger.started.keys().filter(|id| !r.ledger.ended.contains_key(id)).copied().collect();
-    if !unfinished.is_empty() {
-        r.violate(simulated, format!("{} request(s) never ended, e.g. id {}", unfinished.len(), unfinished[0]));
+    // The lowest id, not the map's first: its order changes from process to process.
+    if let Some(first) = unfinished.iter().min() {
+        r.violate(simulated, format!("{} request(s) never ended, e.g. id {first}", unfinished.len()));
     }
     check_retry_budget(&mut r);
     r.report.trace_hash = r.hash.0;
