@@ -268,6 +268,13 @@ impl<'a> Completion<'a> {
         }
     }
 
+    /// Removes the client's key from what a server's text put into `error`.
+    pub(crate) fn redact(&self, error: &mut Error) {
+        if let Some(key) = &self.shared.api_key {
+            error.redact_secret(key.expose());
+        }
+    }
+
     /// Whether the attempt holds an HTTP/2 connection.
     fn is_h2(&self) -> bool {
         self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2())
@@ -777,8 +784,12 @@ impl BlossomClient {
                     let finished = completion.complete(Outcome::Success, true);
                     Ok(Answer::Full(value, finished))
                 }
-                Err(error) => {
+                Err(mut error) => {
                     // A 2xx the API cannot use (empty, invalid): the endpoint failed this attempt.
+                    // Its text may quote the body, and the body may echo the key.
+                    if let Some(key) = &shared.api_key {
+                        error.redact_secret(key.expose());
+                    }
                     let (outcome, next) = if error.is_retryable() {
                         (Outcome::Failure, Next::Backoff)
                     } else {

@@ -115,8 +115,10 @@ impl Reading {
         Reading { body: streaming.body, decoder, done: Some(streaming.done), read_timeout, ended: false }
     }
 
-    fn fail(mut self, error: Error, outcome: Outcome) -> Option<(Result<String, Error>, State)> {
+    fn fail(mut self, mut error: Error, outcome: Outcome) -> Option<(Result<String, Error>, State)> {
         if let Some(mut done) = self.done.take() {
+            // The stream's text may echo the key.
+            done.redact(&mut error);
             done.fail(&error, outcome);
         }
         Some((Err(error), State::Done))

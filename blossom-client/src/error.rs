@@ -276,6 +276,15 @@ impl Error {
     pub(crate) fn stream(what: impl Into<String>) -> Self {
         Error::Stream { what: what.into(), source: None }
     }
+
+    /// Removes `secret` from what a server's text put into this error (see [`redact`]).
+    pub(crate) fn redact_secret(&mut self, secret: &str) {
+        match self {
+            Error::Api(api) => api.redact_secret(secret),
+            Error::InvalidResponse { what } | Error::Stream { what, .. } => *what = redact(what, secret),
+            _ => {}
+        }
+    }
 }
 
 /// The class of an API error status.
@@ -451,8 +460,21 @@ pub fn is_retryable_status(status: u16) -> bool {
 }
 
 /// `s` with every occurrence of `secret` replaced by `[redacted]` (an empty secret changes nothing).
+/// An excerpt cut short (ending in `…`) inside the secret loses the secret's start too, from
+/// four characters on.
 pub fn redact(s: &str, secret: &str) -> String {
-    if secret.is_empty() { s.to_owned() } else { s.replace(secret, "[redacted]") }
+    if secret.is_empty() {
+        return s.to_owned();
+    }
+    let mut out = s.replace(secret, "[redacted]");
+    if let Some(kept) = out.strip_suffix('…') {
+        let cut = (4..secret.len()).rev().find(|&n| secret.is_char_boundary(n) && kept.ends_with(&secret[..n]));
+        if let Some(n) = cut {
+            out.truncate(kept.len() - n);
+            out.push_str("[redacted]…");
+        }
+    }
+    out
 }
 
 /// The longest `Retry-After` honoured: a longer one is read as this, so a broken or hostile
@@ -766,6 +788,16 @@ mod tests {
         let message = ApiError::from_response(500, &HeaderMap::new(), &huge).message;
         assert!(message.starts_with(r#"{"error":{"message":"quota"}"#), "an excerpt of the text: {message}");
         assert!(message.len() <= 4 * MAX_TEXT_MESSAGE_CHARS, "{}", message.len());
+    }
+
+    #[test]
+    fn redaction_covers_a_secret_cut_short_by_an_excerpt() {
+        let secret = "sk_0123456789";
+        assert_eq!(redact("key sk_0123456789 and sk_0123456789", secret), "key [redacted] and [redacted]");
+        assert_eq!(redact("invalid key sk_01234…", secret), "invalid key [redacted]…");
+        assert_eq!(redact("invalid key sk_…", secret), "invalid key sk_…", "three characters say nothing");
+        assert_eq!(redact("a sk_01234 b", secret), "a sk_01234 b", "not cut: not the secret");
+        assert_eq!(redact("anything", ""), "anything");
     }
 
     #[test]

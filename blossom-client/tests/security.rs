@@ -27,6 +27,51 @@ async fn the_key_never_shows_in_debug_or_errors() {
     assert!(shown.contains("redacted"), "{shown}");
 }
 
+#[tokio::test]
+async fn the_key_never_shows_in_errors_that_quote_a_success_body_or_a_stream() {
+    use blossom_client::{ChatOptions, ImageOptions, Message};
+    use futures_util::StreamExt;
+    let wire = WireMock::start().await;
+    // A 200 whose JSON carries an error, an image that is text, and a stream that sends an
+    // error event: each error quotes the server, and each server echoed the key.
+    let chat = format!(r#"{{"error":{{"message":"token {KEY} is invalid"}}}}"#);
+    Mock::given(path("/v1/chat/completions"))
+        .and(header("accept", "application/json"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(chat))
+        .mount(&wire)
+        .await;
+    let event = format!("data: {{\"error\":{{\"message\":\"token {KEY} is invalid\"}}}}\n\n");
+    Mock::given(path("/v1/chat/completions"))
+        .respond_with(
+            ResponseTemplate::new(200).insert_header("content-type", "text/event-stream").set_body_string(event),
+        )
+        .mount(&wire)
+        .await;
+    Mock::given(path("/image/cat"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("content-type", "text/plain")
+                .set_body_string(format!("your key {KEY}")),
+        )
+        .mount(&wire)
+        .await;
+    // An error message cut inside the key: its start must not show either.
+    let long = format!(r#"{{"error":{{"message":"{}{KEY}"}}}}"#, "x".repeat(490));
+    Mock::given(path("/text/long")).respond_with(ResponseTemplate::new(401).set_body_string(long)).mount(&wire).await;
+    let client = common::client(*wire.address(), |s| s.retry.max_retries = 0);
+    let errors = [
+        client.text().chat(&[Message::user("hi")]).await.unwrap_err(),
+        client.text().chat_stream(&[Message::user("hi")], &ChatOptions::default()).next().await.unwrap().unwrap_err(),
+        client.image().generate("cat", &ImageOptions::default()).await.unwrap_err(),
+        client.text().generate("long").await.unwrap_err(),
+    ];
+    for err in errors {
+        let shown = format!("{err:?} {err} {}", err.full_message());
+        assert!(shown.contains("redacted"), "the quote is there: {shown}");
+        assert!(!shown.contains(&KEY[..8]), "{shown}");
+    }
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn the_key_never_shows_in_logs() {
     let logs = common::LogCapture::default();
