@@ -511,6 +511,7 @@ impl BlossomClient {
     /// the slow-request warning. One future level (no inner `run`), as the hot path wants.
     async fn call<T>(&self, spec: &RequestSpec, mode: Mode<'_, T>) -> Result<Answer<T>, Error> {
         let shared = &self.shared;
+        shared.keep_background();
         let mode = &mode;
         let started = shared.now();
         let deadline = started + shared.config.session.timeout;

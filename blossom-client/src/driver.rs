@@ -9,7 +9,7 @@ use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -167,6 +167,9 @@ pub(crate) struct Shared {
     id: u64,
     epoch: tokio::time::Instant,
     pub(crate) wake: Arc<Notify>,
+    /// Whether the background task runs: cleared when its runtime drops it (see
+    /// [`Shared::keep_background`]).
+    background: AtomicBool,
     pub(crate) regions: Vec<ParsedRegion>,
     connector: Arc<dyn Connect>,
     pub(crate) config: ClientConfig,
@@ -242,6 +245,7 @@ impl Shared {
             id: NEXT_CLIENT.fetch_add(1, Ordering::Relaxed),
             epoch,
             wake: Arc::new(Notify::new()),
+            background: AtomicBool::new(false),
             regions,
             connector,
             api_key: config.api_key.clone(),
@@ -692,12 +696,45 @@ pub(crate) enum Step {
     Full,
 }
 
+impl Shared {
+    /// Starts the background task again on the caller's runtime if the runtime that ran it shut
+    /// down (a client built in one runtime and used in another, or a blocking client's async
+    /// handle outliving it). Every deadline and pool wait depends on that task.
+    pub(crate) fn keep_background(self: &Arc<Self>) {
+        if self.background.load(Ordering::Relaxed) || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if self.background.compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed).is_ok() {
+            tracing::debug!("the background task's runtime is gone: starting it on this one");
+            run_background(self);
+        }
+    }
+}
+
 /// Starts the background task: timers, validation and health checks. It holds only a `Weak`,
 /// so dropping the last client clone stops it.
 pub(crate) fn spawn_background(shared: &Arc<Shared>) {
+    shared.background.store(true, Ordering::Release);
+    run_background(shared);
+}
+
+/// Clears [`Shared::background`] when the task is dropped with its runtime.
+struct BackgroundRuns(Weak<Shared>);
+
+impl Drop for BackgroundRuns {
+    fn drop(&mut self) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.background.store(false, Ordering::Release);
+        }
+    }
+}
+
+fn run_background(shared: &Arc<Shared>) {
     let weak: Weak<Shared> = Arc::downgrade(shared);
     let wake = shared.wake.clone();
+    let runs = BackgroundRuns(weak.clone());
     tokio::spawn(async move {
+        let _runs = runs;
         loop {
             let deadline = {
                 let Some(shared) = weak.upgrade() else { return };

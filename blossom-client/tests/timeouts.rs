@@ -156,3 +156,34 @@ async fn pool_wait_timeout() {
     assert_eq!(stats.requests_failed.pool, 1);
     assert_eq!(stats.pool_waiting, 0);
 }
+
+#[test]
+fn timeouts_hold_after_the_runtime_that_built_the_client_is_gone() {
+    // A server that accepts and never answers.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let _held: Vec<_> = listener.incoming().collect();
+    });
+    let first = tokio::runtime::Runtime::new().unwrap();
+    let client = first.block_on(async {
+        common::client(addr, |s| {
+            s.async_timeout_sock_read = SHORT;
+            s.retry.max_retries = 0;
+        })
+    });
+    // The client's background task (every deadline depends on it) goes with its runtime.
+    drop(first);
+    let second = tokio::runtime::Runtime::new().unwrap();
+    let text = client.text();
+    let result = second.block_on(async {
+        // The guard is polled first: when it is up, the call is not polled once more (a late poll
+        // would see its deadline passed and time out by itself).
+        tokio::select! {
+            biased;
+            _ = tokio::time::sleep(GUARD) => panic!("the call outlived its read timeout by {GUARD:?}"),
+            result = text.generate("hi") => result,
+        }
+    });
+    assert!(matches!(result, Err(Error::Timeout { phase: TimeoutPhase::Read, .. })), "{result:?}");
+}
