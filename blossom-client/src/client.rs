@@ -982,7 +982,10 @@ fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
     };
     // A header value may hold what no request path may (a space): such a target is refused.
     path.parse::<http::uri::PathAndQuery>().ok()?;
-    Some(path.strip_prefix(region.prefix.as_str()).unwrap_or(path).to_string())
+    // Within the region's base path only (`/base/x`, not `/login` or `/basement`): the request
+    // goes out with the base path put back in front.
+    let rest = path.strip_prefix(region.prefix.as_str())?;
+    (rest.is_empty() || rest.starts_with(['/', '?'])).then(|| rest.to_string())
 }
 
 pub(crate) enum BodyFailure {
@@ -1258,6 +1261,9 @@ mod tests {
         assert_eq!(same_region_path(&region, "http://evil.example/base/y"), None);
         assert_eq!(same_region_path(&region, "//evil.example/y"), None);
         assert_eq!(same_region_path(&region, "/base/a b"), None, "not a request path");
+        assert_eq!(same_region_path(&region, "/login"), None, "outside the base path");
+        assert_eq!(same_region_path(&region, "/basement/x"), None, "outside the base path");
+        assert_eq!(same_region_path(&region, "/base?page=2").as_deref(), Some("?page=2"));
         assert_eq!(same_region_path(&region, "https://127.0.0.1:8080/y"), None);
     }
 }
