@@ -315,6 +315,7 @@ async fn client_main(
 ) -> turmoil::Result {
     let start = tokio::time::Instant::now();
     let elapsed = move || start.elapsed();
+    let seed = config.session.seed;
     let client = BlossomClient::builder().config(config).connector(TurmoilConnector).build()?;
     let n = scenario.regions;
     client.with_core(|core, _| {
@@ -381,7 +382,8 @@ async fn client_main(
     let quiet_at = heal_at + scenario.heal;
     let end_at = quiet_at + scenario.quiet;
     let timeout = client.with_core(|core, _| core.config().timeout);
-    let mut rng = fastrand::Rng::with_seed(scenario.name.len() as u64 ^ servers.len() as u64);
+    // The arrivals' jitter varies with the run's seed too, as the faults do.
+    let mut rng = fastrand::Rng::with_seed(seed ^ 0xa771_7a15);
     let mut tasks = tokio::task::JoinSet::new();
     let mut next_id = 0u64;
 
