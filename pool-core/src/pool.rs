@@ -278,7 +278,14 @@ enum Owner {
 #[derive(Debug, Clone, Copy)]
 enum State {
     Connecting(Owner),
-    Ready { protocol: Protocol, in_use: u32, idle_since: Time },
+    /// `retiring`: an HTTP/2 connection given up on while other streams still ran on it. It
+    /// takes no new stream, still counts as open, and closes when its last stream is released.
+    Ready {
+        protocol: Protocol,
+        in_use: u32,
+        idle_since: Time,
+        retiring: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -468,7 +475,7 @@ impl Pool {
         let Some(conn) = self.conn_mut(id) else { return };
         let State::Connecting(owner) = conn.state else { return };
         let in_use = u32::from(owner == Owner::Request);
-        conn.state = State::Ready { protocol, in_use, idle_since: now };
+        conn.state = State::Ready { protocol, in_use, idle_since: now, retiring: false };
         conn.created_at = now;
         let endpoint = conn.endpoint as usize;
         let ep = &mut self.endpoints[endpoint];
@@ -528,16 +535,26 @@ impl Pool {
         let max_lifetime = self.config.max_lifetime;
         let max_idle = self.config.max_idle_per_endpoint as usize;
         let Some(conn) = self.conn_mut(id) else { return };
-        let State::Ready { protocol, in_use, idle_since } = &mut conn.state else { return };
+        let State::Ready { protocol, in_use, idle_since, retiring } = &mut conn.state else { return };
         *in_use = in_use.saturating_sub(1);
         if *in_use == 0 {
             *idle_since = now;
         }
         let (protocol, idle) = (*protocol, *in_use == 0);
         let endpoint = conn.endpoint as usize;
+        if (!reusable || *retiring) && !idle {
+            // Other streams still run on this HTTP/2 connection: it takes no new one, and stays
+            // counted (caps hold) until the last is released. Closing it now would leave their
+            // releases unheard and the pool counting fewer connections than are open.
+            *retiring = true;
+            self.endpoints[endpoint].shared.retain(|c| *c != id);
+            self.dispatch(now);
+            return;
+        }
+        let retired = *retiring;
         let expired = max_lifetime.is_some_and(|l| conn.created_at + l <= now);
         let ep = &self.endpoints[endpoint];
-        let reason = if !reusable {
+        let reason = if !reusable || retired {
             Some(CloseReason::Broken)
         } else if !idle {
             None
@@ -1207,6 +1224,37 @@ mod tests {
         assert_eq!(p.poll_grant(), Some((w, Grant::Reuse(c))));
         assert_eq!(p.in_use(c), 2);
         assert!(matches!(p.checkout(at(0), 0, at(5)), Checkout::Connect(_)), "saturated: open another");
+    }
+
+    #[test]
+    fn an_http2_connection_given_up_with_streams_running_retires_when_the_last_ends() {
+        let config =
+            PoolConfig { max_total: 2, max_per_endpoint: 2, max_idle_per_endpoint: 2, ..PoolConfig::default() };
+        let mut p = Pool::new(config, 1).unwrap();
+        let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
+        p.on_connected(at(0), c, Protocol::Http2 { max_streams: 10 });
+        for _ in 0..2 {
+            assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(c));
+        }
+        // One of three streams fails the connection: the other two run on, still counted.
+        p.release(at(1), c, false);
+        assert_eq!(p.poll_close(), None, "two streams still run on it");
+        let stats = p.stats();
+        assert_eq!((stats.open, stats.busy, stats.in_flight), (1, 1, 2));
+        let Checkout::Connect(fresh) = p.checkout(at(1), 0, at(5)) else { panic!("no new stream on it") };
+        p.on_connected(at(1), fresh, Protocol::Http2 { max_streams: 10 });
+        assert!(matches!(p.checkout(at(1), 0, at(5)), Checkout::Reuse(id) if id == fresh));
+        // Within the cap of two: a third connection waits for room.
+        p.on_stream_limit(at(1), fresh, 2);
+        assert!(matches!(p.checkout(at(1), 0, at(5)), Checkout::Wait(_)), "the retiring one still counts");
+        p.on_stream_limit(at(1), c, 10);
+        p.release(at(2), c, true);
+        assert_eq!(p.poll_close(), None);
+        p.release(at(2), c, true);
+        assert_eq!(p.poll_close(), Some((c, CloseReason::Broken)), "closed with its last stream");
+        assert_eq!(p.stats().closed.broken, 1);
+        assert!(matches!(p.poll_grant(), Some((_, Grant::Connect(_)))), "its room goes to the waiter");
+        p.check_invariants().unwrap();
     }
 
     #[test]
