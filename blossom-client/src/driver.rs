@@ -478,7 +478,7 @@ impl Shared {
         warm: bool,
         deadline: Option<Deadline>,
     ) -> Result<Option<Sender>, Error> {
-        let mut guard = ConnectGuard { shared: self, id, armed: true };
+        let mut guard = ConnectGuard { shared: self, id, armed: true, failed: false };
         let region = &self.regions[endpoint];
         let target = Target {
             tls: region.tls,
@@ -511,8 +511,14 @@ impl Shared {
         })
         .await;
         let (sender, task) = match opened {
-            Err(timeout) => return Err(timeout),
-            Ok(Err(source)) => return Err(Error::Connect { region: region.name.clone(), source }),
+            Err(timeout) => {
+                guard.failed = true;
+                return Err(timeout);
+            }
+            Ok(Err(source)) => {
+                guard.failed = true;
+                return Err(Error::Connect { region: region.name.clone(), source });
+            }
             Ok(Ok(opened)) => opened,
         };
         guard.armed = false;
@@ -863,13 +869,22 @@ struct ConnectGuard<'a> {
     shared: &'a Shared,
     id: ConnId,
     armed: bool,
+    /// The connect failed (an error or its timeout), rather than its caller giving up on it.
+    failed: bool,
 }
 
 impl Drop for ConnectGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             let mut inner = self.shared.lock();
-            inner.core.pool_mut().on_connect_failed(self.shared.now(), self.id);
+            let now = self.shared.now();
+            if self.failed {
+                inner.core.pool_mut().on_connect_failed(now, self.id);
+            } else {
+                // Abandoned, not failed: nothing is counted, and whoever waited to share it
+                // gets the slot (a connect of its own), not a failure.
+                inner.core.pool_mut().give_back(now, Grant::Connect(self.id));
+            }
             self.shared.settle(&mut inner);
         }
     }

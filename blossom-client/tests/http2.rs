@@ -357,3 +357,43 @@ async fn an_idle_connection_whose_peer_went_silent_is_counted_broken_not_closed_
     assert_eq!((closed.broken, closed.server_closed), (1, 0), "{closed:?}");
     assert_eq!(accepted.load(Ordering::Relaxed), 1);
 }
+
+/// Connects as `TcpConnector` does, after a while; counts the attempts.
+struct SlowToConnect(Duration, Arc<AtomicUsize>, blossom_client::TcpConnector);
+
+impl blossom_client::Connect for SlowToConnect {
+    fn connect(&self, target: &blossom_client::Target) -> blossom_client::ConnectFuture {
+        self.1.fetch_add(1, Ordering::Relaxed);
+        let (delay, connecting) = (self.0, self.2.connect(target));
+        Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            connecting.await
+        })
+    }
+}
+
+// Paused time: the connector's delay and the caller's patience are virtual.
+#[tokio::test(start_paused = true)]
+async fn a_caller_giving_up_on_a_connect_does_not_fail_those_waiting_to_share_it() {
+    let (_server, addr) = common::mock().await;
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let connector = SlowToConnect(Duration::from_millis(100), attempts.clone(), blossom_client::TcpConnector::new());
+    let client = common::builder(addr, |s| s.retry.max_retries = 0)
+        .connector(connector)
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let text = client.text();
+    // The first call opens the connection and is given up at 50 ms; two more wait to share it.
+    let (gave_up, shared) =
+        tokio::join!(tokio::time::timeout(Duration::from_millis(50), text.generate("first")), async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            join_all((0..2).map(|_| text.generate("hello"))).await
+        });
+    assert!(gave_up.is_err(), "given up while connecting");
+    for call in &shared {
+        assert_eq!(call.as_deref().ok(), Some("echo: hello"), "{call:?}");
+    }
+    assert_eq!(attempts.load(Ordering::Relaxed), 2, "the abandoned connect, then one the waiters share");
+    assert_eq!(client.stats().connections_failed, 0, "giving up is no failure");
+}
