@@ -1015,6 +1015,10 @@ impl Pool {
         if self.has_free_stream(endpoint) || !ep.idle.is_empty() {
             return true;
         }
+        // As `try_serve` rules: no connection is opened for a stream past the target.
+        if self.streams_at_target(endpoint) {
+            return false;
+        }
         if ep.http2 && ep.connecting > 0 {
             return false;
         }
@@ -1176,6 +1180,33 @@ mod tests {
         p.release(at(1), a, true);
         assert!(matches!(p.checkout(at(100), 0, at(105)), Checkout::Connect(_)));
         assert_eq!(p.poll_close(), Some((a, CloseReason::IdleTimeout)));
+    }
+
+    #[test]
+    fn an_endpoint_whose_streams_are_at_target_does_not_hold_up_another_endpoints_waiters() {
+        let config = PoolConfig {
+            max_total: 10,
+            max_per_endpoint: 2,
+            max_idle_per_endpoint: 2,
+            streams_within_target: true,
+            ..PoolConfig::default()
+        };
+        let mut p = Pool::new(config, 2).unwrap();
+        // Endpoint 0: HTTP/2, its two streams at a target of 2, on one connection of two allowed.
+        p.set_target(at(0), 0, 2);
+        let Checkout::Connect(h2) = p.checkout(at(0), 0, at(9)) else { panic!() };
+        p.on_connected(at(0), h2, Protocol::Http2 { max_streams: 100 });
+        assert_eq!(p.checkout(at(0), 0, at(9)), Checkout::Reuse(h2));
+        // Endpoint 1: HTTP/1.1, its one connection busy at a target of 1.
+        p.set_target(at(0), 1, 1);
+        let Checkout::Connect(h1) = p.checkout(at(0), 1, at(9)) else { panic!() };
+        p.on_connected(at(0), h1, Protocol::Http1);
+        // Endpoint 0's waiter is older than endpoint 1's.
+        let Checkout::Wait(_) = p.checkout(at(1), 0, at(9)) else { panic!("at the target: wait") };
+        let Checkout::Wait(w1) = p.checkout(at(2), 1, at(9)) else { panic!("at the cap: wait") };
+        p.release(at(3), h1, true);
+        assert_eq!(p.poll_grant(), Some((w1, Grant::Reuse(h1))), "endpoint 1's freed connection serves its waiter");
+        p.check_invariants().unwrap();
     }
 
     #[test]
