@@ -320,9 +320,11 @@ impl<'a> Completion<'a> {
         let now = self.shared.now();
         let mut inner = self.shared.lock();
         self.watch.disarm(&mut inner);
-        if let (Some(result), Some(started)) = (call, self.call_started) {
-            self.call_started = None;
-            inner.recorder.finished(now.saturating_since(started), result);
+        match (call, self.call_started.take()) {
+            (Some(result), Some(started)) => inner.recorder.finished(now.saturating_since(started), result),
+            // A stream dropped before its end.
+            (None, Some(_)) => inner.recorder.cancelled(),
+            _ => {}
         }
         if let Some(ticket) = self.ticket.take() {
             match outcome {
@@ -363,6 +365,20 @@ impl Drop for Completion<'_> {
         if self.ticket.is_some() || self.lease.is_some() || self.watch.key.is_some() {
             let reusable = self.answered && only_the_stream(self.is_h2(), None);
             self.end(None, reusable, None);
+        }
+    }
+}
+
+/// A call counted as begun and not yet ended: dropped so, it is counted cancelled.
+struct CallCount<'a> {
+    shared: &'a Shared,
+    open: bool,
+}
+
+impl Drop for CallCount<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.shared.lock().recorder.cancelled();
         }
     }
 }
@@ -521,7 +537,8 @@ impl BlossomClient {
         let mut request = Request { prefer: shared.released_here(), ..Request::new(deadline) };
         let mut failures: Vec<(usize, Error)> = Vec::new();
         let mut stale_retried = false;
-        let mut counted = false;
+        // Counted once begun; a call dropped before it ends is counted cancelled.
+        let mut counted = CallCount { shared, open: false };
         let read_timeout = shared.config.session.async_timeout_sock_read;
         let mut result = 'run: loop {
             let now = clock.take().unwrap_or_else(|| shared.now());
@@ -529,10 +546,10 @@ impl BlossomClient {
             // deadline under this lock, and the waker is lent, not cloned.
             let (endpoint, mut completion, step) = match std::future::poll_fn(|cx| {
                 let mut inner = shared.lock();
-                if !counted {
+                if !counted.open {
                     // Counted under the lock `begin` takes anyway: one lock less per call.
                     inner.recorder.started();
-                    counted = true;
+                    counted.open = true;
                 }
                 let begun = match inner.core.begin(now, &request) {
                     Decision::Proceed { ticket, checkout } => {
@@ -612,6 +629,8 @@ impl BlossomClient {
                 }
             }
         };
+        // Ended: the completion or the lines below count it.
+        counted.open = false;
         let took = match &mut result {
             // A stream is counted when it ends, as what it ends with.
             Ok(Answer::Stream(streaming)) => {

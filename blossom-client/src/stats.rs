@@ -52,6 +52,7 @@ pub(crate) struct Recorder {
     total: u64,
     succeeded: u64,
     failed: FailedCounts,
+    cancelled: u64,
     retried: u64,
     durations: Ring,
     waits: Ring,
@@ -63,6 +64,7 @@ impl Recorder {
             total: 0,
             succeeded: 0,
             failed: FailedCounts::default(),
+            cancelled: 0,
             retried: 0,
             durations: Ring::new(capacity),
             waits: Ring::new(capacity),
@@ -71,6 +73,11 @@ impl Recorder {
 
     pub(crate) fn started(&mut self) {
         self.total += 1;
+    }
+
+    /// A call its caller dropped before it ended (a stream dropped before its end too).
+    pub(crate) fn cancelled(&mut self) {
+        self.cancelled += 1;
     }
 
     pub(crate) fn retried(&mut self) {
@@ -204,6 +211,9 @@ pub struct Stats {
     pub requests_succeeded: u64,
     /// Calls that failed, by kind.
     pub requests_failed: FailedCounts,
+    /// Calls their caller dropped before they ended (including streams dropped before their
+    /// end): with succeeded and failed, every call is counted once.
+    pub requests_cancelled: u64,
     /// Attempts beyond the first.
     pub requests_retried: u64,
     /// Connections open or opening now.
@@ -251,6 +261,7 @@ impl Stats {
             requests_total: recorder.total,
             requests_succeeded: recorder.succeeded,
             requests_failed: recorder.failed,
+            requests_cancelled: recorder.cancelled,
             requests_retried: recorder.retried,
             pool_size: pool.open,
             pool_idle: pool.idle,
@@ -279,6 +290,7 @@ impl fmt::Display for Stats {
         writeln!(f, "Requests total: {}", self.requests_total)?;
         writeln!(f, "Requests succeeded: {}", self.requests_succeeded)?;
         writeln!(f, "Requests failed: {}", self.requests_failed.total())?;
+        writeln!(f, "Requests cancelled: {}", self.requests_cancelled)?;
         writeln!(f, "Requests retried: {}", self.requests_retried)?;
         writeln!(
             f,

@@ -62,3 +62,29 @@ async fn an_error_status_before_the_stream() {
     let (items, _) = stream_from(ResponseTemplate::new(402).set_body_string(r#"{"error":"balance exhausted"}"#)).await;
     assert!(matches!(items.as_slice(), [Err(Error::Api(api))] if api.status == 402), "{items:?}");
 }
+
+#[tokio::test]
+async fn calls_and_streams_dropped_before_their_end_are_counted_cancelled() {
+    let wire = WireMock::start().await;
+    Mock::given(wiremock::matchers::path("/text/slow"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("late").set_delay(std::time::Duration::from_secs(5)))
+        .mount(&wire)
+        .await;
+    Mock::given(any()).respond_with(sse(&[HEL, LO, "[DONE]"])).mount(&wire).await;
+    let client = common::client(*wire.address(), |s| s.retry.max_retries = 0);
+    // A call given up while it waits for its answer.
+    let text = client.text();
+    let gave_up = tokio::time::timeout(std::time::Duration::from_millis(100), text.generate("slow")).await;
+    assert!(gave_up.is_err());
+    // A stream dropped after its first delta.
+    let mut stream = text.chat_stream(&[Message::user("hi")], &ChatOptions::default());
+    assert_eq!(stream.next().await.unwrap().unwrap(), "Hel");
+    drop(stream);
+    // And one read to its end.
+    let items: Vec<_> = text.chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect().await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    let stats = client.stats();
+    let counted =
+        (stats.requests_total, stats.requests_succeeded, stats.requests_failed.total(), stats.requests_cancelled);
+    assert_eq!(counted, (3, 1, 0, 2), "every call counted once: {stats}");
+}
