@@ -615,7 +615,9 @@ impl BlossomClient {
                     };
                     let Some(at) = next else { break 'run Err(final_error(&shared.regions, failures)) };
                     shared.lock().recorder.retried();
-                    if !free_stale_retry {
+                    if free_stale_retry {
+                        request = request.again();
+                    } else {
                         request = request.next_attempt(endpoint);
                         let all = if endpoints >= 64 { u64::MAX } else { (1u64 << endpoints) - 1 };
                         if request.avoid & all == all {

@@ -57,12 +57,21 @@ pub struct Request {
     /// An idle connection to take before the others, if it is still idle (see
     /// [`Pool::checkout_preferring`]).
     pub prefer: Option<ConnId>,
+    /// The same attempt sent again (see [`Request::again`]): it deposits nothing more into the
+    /// retry budget.
+    pub again: bool,
 }
 
 impl Request {
     /// A first attempt with this deadline.
     pub fn new(deadline: Time) -> Self {
-        Request { deadline, attempt: 0, avoid: 0, last_endpoint: None, prefer: None }
+        Request { deadline, attempt: 0, avoid: 0, last_endpoint: None, prefer: None, again: false }
+    }
+
+    /// The same attempt once more (a kept-alive connection the server had closed before it read
+    /// the request): it deposits nothing more into the retry budget.
+    pub fn again(self) -> Self {
+        Request { again: true, ..self }
     }
 
     /// The next attempt, avoiding `failed` (when other endpoints exist).
@@ -425,7 +434,7 @@ impl Core {
         if let Some(from) = request.last_endpoint.filter(|from| *from != endpoint) {
             self.push(Event::Failover { from, to: endpoint, at: now });
         }
-        if request.attempt == 0 {
+        if request.attempt == 0 && !request.again {
             // Each request deposits once into the retry budget, when it is first admitted.
             self.retry.on_request(now);
         }
@@ -483,9 +492,9 @@ impl Core {
 
     /// Whether and when attempt number `request.attempt + 1` may go.
     pub fn retry(&mut self, now: Time, request: &Request) -> Retry {
-        let decision = match self.retry.decide(now, request.attempt) {
-            RetryDecision::RetryAfter(delay) if now + delay < request.deadline => Retry::At(now + delay),
-            RetryDecision::RetryAfter(_) => Retry::No(NoRetry::Deadline),
+        let decision = match self.retry.decide(now, request.attempt, request.deadline) {
+            RetryDecision::RetryAfter(delay) => Retry::At(now + delay),
+            RetryDecision::PastDeadline => Retry::No(NoRetry::Deadline),
             RetryDecision::Exhausted => Retry::No(NoRetry::Exhausted),
             RetryDecision::OverBudget => Retry::No(NoRetry::OverBudget),
         };

@@ -152,12 +152,17 @@ impl RetryBudget {
     /// Takes one retry from the budget if it allows one.
     #[must_use]
     pub fn try_withdraw(&mut self, now: Time) -> bool {
-        if self.balance(now) < 1.0 - 1e-9 {
+        if !self.can_withdraw(now) {
             return false;
         }
         let slot = self.slot(now);
         slot.withdrawals = slot.withdrawals.saturating_add(1);
         true
+    }
+
+    /// Whether a retry may be withdrawn now.
+    pub fn can_withdraw(&self, now: Time) -> bool {
+        self.balance(now) >= 1.0 - 1e-9
     }
 
     /// Retries available now (may be fractional): reserve + percent of deposits - withdrawals, in the window.
@@ -222,6 +227,8 @@ impl RetryConfig {
 pub enum RetryDecision {
     /// Retry after this delay (a withdrawal has been taken from the budget).
     RetryAfter(Duration),
+    /// The backoff would end past the request's deadline: no retry, and nothing withdrawn.
+    PastDeadline,
     /// This request has used `max_retries`.
     Exhausted,
     /// The shared budget has no retry to spare.
@@ -250,15 +257,22 @@ impl RetryPolicy {
         self.budget.deposit(now);
     }
 
-    /// After a retryable failure of a request that has had `retries_done` retries so far.
-    pub fn decide(&mut self, now: Time, retries_done: u32) -> RetryDecision {
+    /// After a retryable failure of a request that has had `retries_done` retries so far and
+    /// must end by `deadline`. The budget pays only for a retry that will be sent.
+    pub fn decide(&mut self, now: Time, retries_done: u32, deadline: Time) -> RetryDecision {
         if retries_done >= self.max_retries {
-            RetryDecision::Exhausted
-        } else if !self.budget.try_withdraw(now) {
-            RetryDecision::OverBudget
-        } else {
-            RetryDecision::RetryAfter(self.backoff.delay(retries_done, &mut self.rng))
+            return RetryDecision::Exhausted;
         }
+        if !self.budget.can_withdraw(now) {
+            return RetryDecision::OverBudget;
+        }
+        let delay = self.backoff.delay(retries_done, &mut self.rng);
+        if now + delay >= deadline {
+            return RetryDecision::PastDeadline;
+        }
+        let withdrawn = self.budget.try_withdraw(now);
+        debug_assert!(withdrawn, "can_withdraw said yes at the same time");
+        RetryDecision::RetryAfter(delay)
     }
 
     /// The shared budget, for metrics.
@@ -270,6 +284,8 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FAR: Time = Time::from_nanos(u64::MAX);
     use crate::rng::Rng;
     use proptest::prelude::*;
 
@@ -334,18 +350,32 @@ mod tests {
         };
         let mut p = RetryPolicy::new(config, Time::ZERO, 1).unwrap();
         p.on_request(Time::ZERO);
-        assert!(matches!(p.decide(Time::ZERO, 0), RetryDecision::RetryAfter(d) if d >= Duration::from_millis(800)));
-        assert_eq!(p.decide(Time::ZERO, 3), RetryDecision::Exhausted);
-        assert!(matches!(p.decide(Time::ZERO, 1), RetryDecision::RetryAfter(_)));
-        assert_eq!(p.decide(Time::ZERO, 2), RetryDecision::OverBudget);
+        assert!(
+            matches!(p.decide(Time::ZERO, 0, FAR), RetryDecision::RetryAfter(d) if d >= Duration::from_millis(800))
+        );
+        assert_eq!(p.decide(Time::ZERO, 3, FAR), RetryDecision::Exhausted);
+        assert!(matches!(p.decide(Time::ZERO, 1, FAR), RetryDecision::RetryAfter(_)));
+        assert_eq!(p.decide(Time::ZERO, 2, FAR), RetryDecision::OverBudget);
         assert!(p.budget().balance(Time::ZERO) < 1.0);
+    }
+
+    #[test]
+    fn a_retry_past_the_deadline_takes_nothing_from_the_budget() {
+        let config = RetryConfig {
+            budget: RetryBudgetConfig { ttl: Duration::from_secs(1), min_per_sec: 1, retry_percent: 0.0 },
+            ..RetryConfig::default()
+        };
+        let mut p = RetryPolicy::new(config, Time::ZERO, 1).unwrap();
+        let soon = Time::ZERO + Duration::from_millis(1);
+        assert_eq!(p.decide(Time::ZERO, 0, soon), RetryDecision::PastDeadline);
+        assert!(matches!(p.decide(Time::ZERO, 0, FAR), RetryDecision::RetryAfter(_)), "the one retry is still there");
     }
 
     #[test]
     fn same_seed_same_delays() {
         let run = |seed| {
             let mut p = RetryPolicy::new(RetryConfig::default(), Time::ZERO, seed).unwrap();
-            (0..3).map(|n| p.decide(Time::ZERO, n)).collect::<Vec<_>>()
+            (0..3).map(|n| p.decide(Time::ZERO, n, FAR)).collect::<Vec<_>>()
         };
         assert_eq!(run(5), run(5));
         assert_ne!(run(5), run(6));

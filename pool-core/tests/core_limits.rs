@@ -35,3 +35,24 @@ fn a_full_pool_spends_no_permit_and_names_the_endpoint() {
     assert!(matches!(core.begin(now, &request), Decision::Proceed { checkout: Checkout::Reuse(_), .. }));
     assert!(matches!(core.begin(now, &request), Decision::WaitUntil { .. } | Decision::Reject(_)));
 }
+
+#[test]
+fn a_request_sent_again_deposits_into_the_retry_budget_once() {
+    let mut config = SessionConfig::default();
+    config.retry.budget.retry_percent = 0.5;
+    config.retry.budget.min_per_sec = 0;
+    let mut core = Core::new(config, &[EndpointSpec::default()], Time::ZERO).unwrap();
+    let now = Time::ZERO + Duration::from_secs(1);
+    let request = Request::new(now + Duration::from_secs(30));
+    let balance = |core: &Core| core.retry_policy().budget().balance(now);
+    let mut sent = |core: &mut Core, request: &Request| {
+        let Decision::Proceed { ticket, .. } = core.begin(now, request) else { panic!("admitted") };
+        core.abandon(now, ticket);
+    };
+    sent(&mut core, &request);
+    let once = balance(&core);
+    assert!(once > 0.0, "the first attempt deposits");
+    // The server had closed the kept-alive connection: the same attempt, sent again.
+    sent(&mut core, &request.again());
+    assert_eq!(balance(&core), once, "no second deposit for the same request");
+}

@@ -193,6 +193,7 @@ impl Model {
             avoid,
             last_endpoint: None,
             prefer: None,
+            again: false,
         };
         let request = if avoid == 0 { request } else { Request { attempt: 1, ..request } };
         let decision = self.core.begin(now, &request);
