@@ -2,8 +2,11 @@
 //!
 //! Configured by the `sync_*` fields: `sync_pool_maxsize` connections per region,
 //! `sync_timeout_connect`, `sync_timeout_read`, and `sync_pool_block` (wait for a connection, or
-//! fail at once with a pool-full error). Do not call it from inside an async runtime.
+//! fail at once with a pool-full error). Called from inside an async runtime it still works,
+//! on a thread of its own, but it blocks the caller's thread: use [`BlossomClient::as_async`]
+//! there.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::api::{ChatOptions, Image, ImageOptions, Message, Model, ModelKind, TextOptions};
@@ -15,7 +18,26 @@ use crate::stats::Stats;
 #[derive(Debug, Clone)]
 pub struct BlossomClient {
     inner: crate::BlossomClient,
-    runtime: Arc<tokio::runtime::Runtime>,
+    runtime: Arc<OwnRuntime>,
+}
+
+/// The client's runtime, shut down without waiting when the last clone goes: dropping a runtime
+/// waits for its blocking threads (a name lookup), and inside an async context it panics.
+#[derive(Debug)]
+struct OwnRuntime(Option<tokio::runtime::Runtime>);
+
+impl OwnRuntime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("taken only on drop")
+    }
+}
+
+impl Drop for OwnRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
 }
 
 impl BlossomClient {
@@ -36,31 +58,43 @@ impl BlossomClient {
             .enable_all()
             .build()
             .map_err(|e| Error::Config { field: "runtime".into(), problem: e.to_string() })?;
+        let runtime = OwnRuntime(Some(runtime));
         let inner = {
-            let _entered = runtime.enter();
+            let _entered = runtime.get().enter();
             crate::BlossomClient::builder().config(config).build()?
         };
         Ok(BlossomClient { inner, runtime: Arc::new(runtime) })
     }
 
+    /// Runs `call` to its end on the client's runtime. Inside another runtime, where `block_on`
+    /// would panic, on a thread of its own.
+    fn run<T: Send>(&self, call: impl Future<Output = Result<T, Error>> + Send) -> Result<T, Error> {
+        let runtime = self.runtime.get();
+        if tokio::runtime::Handle::try_current().is_err() {
+            return runtime.block_on(call);
+        }
+        std::thread::scope(|scope| scope.spawn(|| runtime.block_on(call)).join())
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+
     /// Generates text for a prompt.
     pub fn generate(&self, prompt: &str, options: &TextOptions) -> Result<String, Error> {
-        self.runtime.block_on(self.inner.text().generate_with(prompt, options))
+        self.run(self.inner.text().generate_with(prompt, options))
     }
 
     /// Answers a conversation.
     pub fn chat(&self, messages: &[Message], options: &ChatOptions) -> Result<String, Error> {
-        self.runtime.block_on(self.inner.text().chat_with(messages, options))
+        self.run(self.inner.text().chat_with(messages, options))
     }
 
     /// Generates an image.
     pub fn image(&self, prompt: &str, options: &ImageOptions) -> Result<Image, Error> {
-        self.runtime.block_on(self.inner.image().generate(prompt, options))
+        self.run(self.inner.image().generate(prompt, options))
     }
 
     /// Lists models.
     pub fn models(&self, kind: ModelKind) -> Result<Vec<Model>, Error> {
-        self.runtime.block_on(self.inner.models(kind))
+        self.run(self.inner.models(kind))
     }
 
     /// Statistics.

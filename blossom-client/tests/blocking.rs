@@ -103,3 +103,20 @@ fn the_sync_read_timeout_is_in_force() {
     let err = client.generate("hi", &TextOptions::default()).unwrap_err();
     assert!(matches!(err, Error::Timeout { phase: TimeoutPhase::Read, limit } if limit == Duration::from_millis(300)));
 }
+
+/// Misused from async code, the blocking client answers, refuses, and goes without a panic.
+/// (It blocks its caller's worker: the mock serves from the other.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn called_built_refused_and_dropped_inside_an_async_runtime_it_does_not_panic() {
+    let (server, addr) = common::mock().await;
+    let client = BlossomClient::with_config(config(addr, |_| {})).unwrap();
+    // (Panicked before: "Cannot start a runtime from within a runtime".)
+    assert_eq!(client.generate("hi", &TextOptions::default()).unwrap(), "echo: hi");
+    assert_eq!(server.stats().requests, 1);
+    // (Panicked before: "Cannot drop a runtime in a context where blocking is not allowed".)
+    drop(client);
+    // A configuration the core refuses after the runtime is built: an error, not that panic.
+    let regions = (0..65).map(|i| blossom_client::Region::new(format!("r{i}"), format!("http://{addr}"))).collect();
+    let refused = BlossomClient::with_config(config(addr, |c| c.regions = regions));
+    assert!(matches!(refused, Err(Error::Config { .. })), "{refused:?}");
+}
