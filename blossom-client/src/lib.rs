@@ -7,10 +7,10 @@
 //!
 //! Connections serve as long as they can. An HTTP/1.1 connection goes back to the pool after a
 //! complete exchange, and a thread's next request takes the one that thread gave back last. An
-//! HTTP/2 connection carries up to `http2_default_streams` streams at once (fewer if the server
-//! says so) and outlives the failure of one stream: a reset, or an answer dropped unread. A
-//! timeout, a `GOAWAY` or an I/O error retires a connection of either kind; so does, over HTTP/2, a
-//! PING left unanswered, when `http2_ping_interval` is set.
+//! HTTP/2 connection carries up to 200 streams at once (fewer if the server says so) and outlives
+//! the failure of one stream: a reset, or an answer dropped unread. A timeout, a `GOAWAY` or an
+//! I/O error retires a connection of either kind (an HTTP/2 one once its other streams end); so
+//! does, over HTTP/2, a PING left unanswered, when `http2_ping_interval` is set.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), blossom_client::Error> {
