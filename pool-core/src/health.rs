@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{ConfigError, check_nonzero, check_range, check_span};
+use crate::error::{ConfigError, check_range, check_span};
 use crate::rng::Rng;
 use crate::time::Time;
 
@@ -51,9 +51,6 @@ pub struct HealthConfig {
     pub max_failed_checks: u32,
     /// Consecutive passed checks that mark an unhealthy endpoint healthy again. Default: 2.
     pub healthy_threshold: u32,
-    /// Connections older than this are replaced; `None` keeps them forever (seconds). Default: 1800 s.
-    #[serde(with = "crate::time::opt_secs")]
-    pub max_connection_lifetime: Option<Duration>,
 }
 
 impl Default for HealthConfig {
@@ -71,7 +68,6 @@ impl Default for HealthConfig {
             check_timeout: Duration::from_secs(5),
             max_failed_checks: 3,
             healthy_threshold: 2,
-            max_connection_lifetime: Some(Duration::from_secs(30 * 60)),
         }
     }
 }
@@ -98,9 +94,6 @@ impl HealthConfig {
         check_span("check_timeout", self.check_timeout)?;
         check_range("max_failed_checks", self.max_failed_checks, 1, 10_000)?;
         check_range("healthy_threshold", self.healthy_threshold, 1, 10_000)?;
-        if let Some(lifetime) = self.max_connection_lifetime {
-            check_nonzero("max_connection_lifetime", lifetime)?;
-        }
         Ok(())
     }
 }
@@ -176,25 +169,6 @@ pub enum HealthEvent {
         /// When.
         at: Time,
     },
-}
-
-/// Whether to keep a pooled connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use]
-pub enum ConnectionVerdict {
-    /// Keep using it.
-    Keep,
-    /// Close it and open a fresh one.
-    Replace(ReplaceReason),
-}
-
-/// Why a connection should be replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ReplaceReason {
-    /// Its health check failed.
-    FailedCheck,
-    /// It reached `max_connection_lifetime`.
-    MaxLifetime,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -415,19 +389,6 @@ impl HealthTracker {
         healthy * 100 < threshold * self.endpoints.len()
     }
 
-    /// Whether a connection made at `created_at` should be kept; `failed_check` if its own check failed.
-    pub fn connection_verdict(&self, now: Time, created_at: Time, failed_check: bool) -> ConnectionVerdict {
-        if failed_check {
-            return ConnectionVerdict::Replace(ReplaceReason::FailedCheck);
-        }
-        match self.config.max_connection_lifetime {
-            Some(lifetime) if now.saturating_since(created_at) >= lifetime => {
-                ConnectionVerdict::Replace(ReplaceReason::MaxLifetime)
-            }
-            _ => ConnectionVerdict::Keep,
-        }
-    }
-
     /// Ends ejections whose time ran out (emitting `Readmitted`) and updates panic mode.
     pub fn handle_timeout(&mut self, now: Time) {
         self.expire(now);
@@ -512,7 +473,6 @@ mod tests {
             ("check_timeout", "1e12"),
             ("max_failed_checks", "0"),
             ("healthy_threshold", "0"),
-            ("max_connection_lifetime", "0"),
         ];
         for (field, value) in bad {
             let json = format!("{{\"{field}\": {value}}}");
@@ -524,6 +484,8 @@ mod tests {
         let none = HealthTracker::new(HealthConfig::default(), 0, Time::ZERO, 1);
         assert_eq!(none.unwrap_err().field, "endpoints");
         assert!(serde_json::from_str::<HealthConfig>("{\"interval\": 1}").is_err());
+        // The lifetime in force is the session's: a health one, which acted on nothing, is refused.
+        assert!(serde_json::from_str::<HealthConfig>("{\"max_connection_lifetime\": 60}").is_err());
     }
 
     #[test]
@@ -663,18 +625,6 @@ mod tests {
         assert_eq!(t.status(0, at(13)), Healthy);
         let after = ReadmitReason::PassedCheck;
         assert!(matches!(drain(&mut t)[1], HealthEvent::Readmitted { after: a, .. } if a == after));
-    }
-
-    #[test]
-    fn connection_verdicts() {
-        use {ConnectionVerdict::*, ReplaceReason::*};
-        let t = tracker(1, |_| {});
-        assert_eq!(t.connection_verdict(at(1799), at(0), false), Keep);
-        assert_eq!(t.connection_verdict(at(1800), at(0), false), Replace(MaxLifetime));
-        assert_eq!(t.connection_verdict(at(1), at(0), true), Replace(FailedCheck));
-        assert_eq!(t.connection_verdict(at(0), at(5000), false), Keep); // clock before creation
-        let forever = tracker(1, |c| c.max_connection_lifetime = None);
-        assert_eq!(forever.connection_verdict(at(1 << 30), at(0), false), Keep);
     }
 
     #[test]

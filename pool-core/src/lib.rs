@@ -33,9 +33,7 @@ pub use core::{
     WaitReason,
 };
 pub use error::ConfigError;
-pub use health::{
-    ConnectionVerdict, EndpointStatus, HealthConfig, HealthEvent, HealthTracker, ReadmitReason, ReplaceReason,
-};
+pub use health::{EndpointStatus, HealthConfig, HealthEvent, HealthTracker, ReadmitReason};
 pub use limiter::{Acquire, LimiterConfig, LimiterEvent, LimiterSnapshot, RateLimiter};
 pub use optimizer::{Analysis, Optimizer, OptimizerConfig, Recommendation};
 pub use pool::{
