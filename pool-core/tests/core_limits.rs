@@ -45,7 +45,7 @@ fn a_request_sent_again_deposits_into_the_retry_budget_once() {
     let now = Time::ZERO + Duration::from_secs(1);
     let request = Request::new(now + Duration::from_secs(30));
     let balance = |core: &Core| core.retry_policy().budget().balance(now);
-    let mut sent = |core: &mut Core, request: &Request| {
+    let sent = |core: &mut Core, request: &Request| {
         let Decision::Proceed { ticket, .. } = core.begin(now, request) else { panic!("admitted") };
         core.abandon(now, ticket);
     };
