@@ -809,9 +809,7 @@ impl BlossomClient {
                 Err(mut error) => {
                     // A 2xx the API cannot use (empty, invalid): the endpoint failed this attempt.
                     // Its text may quote the body, and the body may echo the key.
-                    if let Some(key) = &shared.api_key {
-                        error.redact_secret(key.expose());
-                    }
+                    completion.redact(&mut error);
                     let (outcome, next) = if error.is_retryable() {
                         (Outcome::Failure, Next::Backoff)
                     } else {
