@@ -67,7 +67,15 @@ pub(crate) async fn image(client: &BlossomClient, args: &ImageArgs) -> Result<()
     let image = with_progress("generating image", client.image().generate(prompt, &options)).await?;
     std::fs::write(&args.output, &image.bytes)
         .map_err(|e| io_failure(format_args!("cannot write {}", args.output.display()), e))?;
-    println!("saved {} ({} bytes, {})", args.output.display(), image.bytes.len(), image.content_type);
+    // Not `println!`: it panics when stdout is closed or full.
+    writeln!(
+        std::io::stdout(),
+        "saved {} ({} bytes, {})",
+        args.output.display(),
+        image.bytes.len(),
+        image.content_type
+    )
+    .map_err(|e| io_failure(format_args!("cannot write to stdout"), e))?;
     Ok(())
 }
 

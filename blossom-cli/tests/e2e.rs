@@ -343,3 +343,21 @@ fn unreachable_base_url_exits_with_the_network_code() {
     run(&["--config", &config, "--base-url", &url, "text", "hi"]).assert_fails(NETWORK, "could not connect");
     run(&["--config", &config, "--base-url", &url, "models"]).assert_fails(NETWORK, "could not connect");
 }
+
+#[test]
+fn a_full_stdout_is_an_error_not_a_panic() {
+    let mock = Mock::start(1, &[]);
+    let scratch = Scratch::new("full");
+    let out = scratch.path("fox.png");
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let run = blossom()
+        .args(["--base-url", mock.url(0), "image", "fox", "-o", file_str(&out)])
+        .stdin(Stdio::null())
+        .stdout(full)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run blossom");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write to stdout") && !stderr.contains("panicked"), "{stderr}");
+}
