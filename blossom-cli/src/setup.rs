@@ -28,7 +28,11 @@ pub(crate) fn config(global: &Global) -> Result<ClientConfig, Failure> {
         }
         None => ClientConfig::default(),
     };
-    config.apply_env()?;
+    match config.apply_env() {
+        // `--log-level` wins over the variable, even one that does not parse.
+        Err(blossom_client::Error::Config { field, .. }) if field == "log_level" && global.log_level.is_some() => {}
+        other => other?,
+    }
     if let Some(url) = &global.base_url {
         config.base_url = url.clone();
         config.regions.clear();

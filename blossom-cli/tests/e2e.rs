@@ -361,3 +361,22 @@ fn a_full_stdout_is_an_error_not_a_panic() {
     assert_eq!(run.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("cannot write to stdout") && !stderr.contains("panicked"), "{stderr}");
 }
+
+#[test]
+fn the_log_level_flag_wins_over_a_bad_variable() {
+    let mock = Mock::start(1, &[]);
+    let models = |flag: &[&str]| {
+        blossom()
+            .env("BLOSSOM_LOG_LEVEL", "loud")
+            .args(flag)
+            .args(["--base-url", mock.url(0), "models"])
+            .stdin(Stdio::null())
+            .output()
+            .expect("run blossom")
+    };
+    let with_flag = models(&["--log-level", "error"]);
+    assert!(with_flag.status.success(), "{}", String::from_utf8_lossy(&with_flag.stderr));
+    let without = models(&[]);
+    assert!(!without.status.success(), "without the flag the variable is read, and refused");
+    assert!(String::from_utf8_lossy(&without.stderr).contains("log_level"));
+}
