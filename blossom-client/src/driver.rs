@@ -522,7 +522,6 @@ impl Shared {
             Ok(Ok(opened)) => opened,
         };
         guard.armed = false;
-        tokio::spawn(ConnDriver { task, shared: Arc::downgrade(self), id });
         let mut inner = self.lock();
         let protocol = match &sender {
             // Read under the lock the connection's task reports a change under: none is lost.
@@ -544,6 +543,10 @@ impl Shared {
             *slot = Some(Entry { id, sender: stored, spares: Vec::new() });
         }
         self.settle(&mut inner);
+        drop(inner);
+        // Started once the pool counts the connection open: were it to end before, its end would
+        // find a slot still connecting, and the connection would be counted nowhere.
+        tokio::spawn(ConnDriver { task, shared: Arc::downgrade(self), id });
         Ok(lent)
     }
 
