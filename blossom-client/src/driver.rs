@@ -429,9 +429,9 @@ impl Shared {
                 Step::Grant(grant) => grant,
                 Step::Full => return Err(Error::PoolFull { region: self.regions[endpoint].name.clone() }),
                 Step::Wait(waiter, rx) => {
-                    let started = self.now();
-                    let grant = WaitGuard { shared: self, waiter, rx: Some(rx) }.wait().await;
-                    waited += self.now().saturating_since(started);
+                    let since = self.now();
+                    let grant = WaitGuard { shared: self, waiter, since, rx: Some(rx) }.wait().await;
+                    waited += self.now().saturating_since(since);
                     grant
                 }
             };
@@ -456,12 +456,14 @@ impl Shared {
                     return Ok(Lease { conn: id, sender, reused: false, waited });
                 }
                 Grant::TimedOut => {
+                    self.lock().recorder.waited(waited);
                     return Err(Error::Timeout {
                         phase: TimeoutPhase::PoolWait,
                         limit: self.config.session.pool_timeout,
                     });
                 }
                 Grant::ConnectFailed => {
+                    self.lock().recorder.waited(waited);
                     let region = self.regions[endpoint].name.clone();
                     return Err(Error::Connect { region, source: Box::new(SharedConnectFailed) });
                 }
@@ -840,6 +842,8 @@ impl std::error::Error for SharedConnectFailed {}
 struct WaitGuard<'a> {
     shared: &'a Shared,
     waiter: WaiterId,
+    /// When the wait began.
+    since: Time,
     rx: Option<oneshot::Receiver<Grant>>,
 }
 
@@ -858,7 +862,9 @@ impl Drop for WaitGuard<'_> {
         let mut inner = self.shared.lock();
         inner.waiters.remove(&self.waiter);
         let now = self.shared.now();
-        if !inner.core.pool_mut().cancel_wait(self.waiter) {
+        // A cancelled wait is a wait too: counted, as granted and timed-out ones are.
+        inner.recorder.waited(now.saturating_since(self.since));
+        if !inner.core.pool_mut().cancel_wait(now, self.waiter) {
             if let Ok(grant) = rx.try_recv() {
                 inner.core.pool_mut().give_back(now, grant);
             }

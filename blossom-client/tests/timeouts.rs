@@ -155,6 +155,11 @@ async fn pool_wait_timeout() {
     let stats = client.stats();
     assert_eq!(stats.requests_failed.pool, 1);
     assert_eq!(stats.pool_waiting, 0);
+    // The wait that timed out is a wait too, as long as the pool timeout.
+    assert_eq!(stats.pool_wait.samples, 1, "{stats}");
+    assert!(stats.pool_wait.max_ms >= SHORT.as_secs_f64() * 1000.0, "{stats}");
+    let regions = &stats.regions[0].pool;
+    assert!(regions.wait_time_max >= SHORT && regions.wait_timeouts == 1, "{regions:?}");
 }
 
 #[test]

@@ -249,9 +249,10 @@ pub struct PoolStats {
     pub wait_timeouts: u64,
     /// Checkouts refused at once.
     pub rejected: u64,
-    /// Sum of wait times of granted waiters.
+    /// Sum of wait times of waiters, however their wait ended (granted, timed out, failed with
+    /// their connect, or cancelled).
     pub wait_time_total: Duration,
-    /// Longest wait of a granted waiter.
+    /// Longest wait of a waiter, however it ended.
     pub wait_time_max: Duration,
     /// Most connections open at once.
     pub peak_open: u32,
@@ -267,6 +268,15 @@ pub struct PoolStats {
     pub in_flight: u32,
     /// Requests waiting now.
     pub waiting: u32,
+}
+
+impl PoolStats {
+    /// Adds a wait that ended at `now`, however it ended.
+    fn count_wait(&mut self, waiter: Waiter, now: Time) {
+        let waited = now.saturating_since(waiter.since);
+        self.wait_time_total += waited;
+        self.wait_time_max = self.wait_time_max.max(waited);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -525,6 +535,9 @@ impl Pool {
             // They waited to share it; one failed connect each would come to each in turn.
             let failed = std::mem::take(&mut self.endpoints[endpoint].waiters);
             self.waiting_total -= failed.len() as u32;
+            for waiter in &failed {
+                self.endpoints[endpoint].stats.count_wait(*waiter, now);
+            }
             self.grants.extend(failed.into_iter().map(|waiter| (waiter.id, Grant::ConnectFailed)));
         }
         self.dispatch(now);
@@ -586,10 +599,11 @@ impl Pool {
 
     /// Takes a waiter out of the queue. `false` if it was already granted: the driver then
     /// holds that grant (from [`Pool::poll_grant`]) and must give it back.
-    pub fn cancel_wait(&mut self, waiter: WaiterId) -> bool {
+    pub fn cancel_wait(&mut self, now: Time, waiter: WaiterId) -> bool {
         for ep in &mut self.endpoints {
             if let Some(pos) = ep.waiters.iter().position(|w| w.id == waiter) {
-                ep.waiters.remove(pos);
+                let waiter = ep.waiters.remove(pos).expect("position is in range");
+                ep.stats.count_wait(waiter, now);
                 self.waiting_total -= 1;
                 return true;
             }
@@ -617,6 +631,7 @@ impl Pool {
             while let Some(pos) = ep.waiters.iter().position(|w| w.deadline <= now) {
                 let waiter = ep.waiters.remove(pos).expect("position is in range");
                 ep.stats.wait_timeouts += 1;
+                ep.stats.count_wait(waiter, now);
                 self.waiting_total -= 1;
                 self.grants.push_back((waiter.id, Grant::TimedOut));
             }
@@ -974,9 +989,7 @@ impl Pool {
                 if let Some(grant) = grant {
                     let ep = &mut self.endpoints[endpoint];
                     let waiter = ep.waiters.pop_front().expect("head exists");
-                    let waited = now.saturating_since(waiter.since);
-                    ep.stats.wait_time_total += waited;
-                    ep.stats.wait_time_max = ep.stats.wait_time_max.max(waited);
+                    ep.stats.count_wait(waiter, now);
                     self.waiting_total -= 1;
                     self.grants.push_back((waiter.id, grant));
                     served = true;
@@ -1245,6 +1258,21 @@ mod tests {
     }
 
     #[test]
+    fn waits_that_time_out_or_are_cancelled_count_as_waits() {
+        let mut p = pool(1, 1);
+        let c = connect(&mut p, at(0), 0);
+        let Checkout::Wait(_) = p.checkout(at(1), 0, at(3)) else { panic!("full: wait") };
+        p.handle_timeout(at(3));
+        let Checkout::Wait(cancelled) = p.checkout(at(4), 0, at(9)) else { panic!("full: wait") };
+        assert!(p.cancel_wait(at(5), cancelled));
+        let s = p.stats();
+        assert_eq!((s.waited, s.wait_timeouts), (2, 1));
+        assert_eq!((s.wait_time_total, s.wait_time_max), (Duration::from_secs(3), Duration::from_secs(2)));
+        p.release(at(6), c, true);
+        p.check_invariants().unwrap();
+    }
+
+    #[test]
     fn http2_shares_until_saturated() {
         let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
         let mut p = Pool::new(config, 1).unwrap();
@@ -1497,7 +1525,7 @@ mod tests {
                     }
                     Op::Cancel { pick } if !waiting.is_empty() => {
                         let (w, _) = waiting.swap_remove(pick % waiting.len());
-                        prop_assert!(p.cancel_wait(w), "an undrained waiter must still be queued");
+                        prop_assert!(p.cancel_wait(now, w), "an undrained waiter must still be queued");
                         answered.insert(w);
                     }
                     Op::Advance { ms } => {

@@ -289,7 +289,7 @@ impl Driver {
                 self.complete(attempt, outcome, Some(id));
             }
             Conn::Waiting(waiter) => {
-                let cancelled = self.core.pool_mut().cancel_wait(waiter);
+                let cancelled = self.core.pool_mut().cancel_wait(self.now, waiter);
                 self.record(("cancel_wait", waiter, cancelled));
                 let attempt = self.attempts.remove(pos);
                 self.core.abandon(now, attempt.ticket);

@@ -264,7 +264,7 @@ impl Model {
             Conn::Ready(id) => self.core.pool_mut().release(self.now, id, true),
             Conn::Waiting(waiter) => {
                 // Grants are drained after every action, so this waiter is still queued.
-                prop_assert!(self.core.pool_mut().cancel_wait(waiter), "waiter {waiter:?} was not queued");
+                prop_assert!(self.core.pool_mut().cancel_wait(self.now, waiter), "waiter {waiter:?} was not queued");
             }
         }
         self.core.abandon(self.now, ticket);
