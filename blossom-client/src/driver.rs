@@ -441,9 +441,9 @@ impl Shared {
                     if let Some(sender) = take_sender(&mut inner, id) {
                         return Ok(Lease { conn: id, sender, reused: true, waited });
                     }
-                    // Closed by the server while idle: never hand it out; ask again.
+                    // Closed by the server while idle: never hand it out (nor count it reused); ask again.
                     let now = self.now();
-                    inner.core.pool_mut().on_closed(now, id, CloseReason::ServerClosed);
+                    inner.core.pool_mut().on_reuse_found_closed(now, id);
                     let checkout = inner.core.pool_mut().checkout(now, endpoint, pool_deadline);
                     step = self.step(&mut inner, checkout);
                     self.settle(&mut inner);

@@ -588,6 +588,16 @@ impl Pool {
         self.dispatch(now);
     }
 
+    /// A connection just checked out for reuse was found closed by the server while it idled:
+    /// it closes, and the checkout is not counted as a reuse (the request opens another).
+    pub fn on_reuse_found_closed(&mut self, now: Time, id: ConnId) {
+        if let Some(endpoint) = self.endpoint_of(id) {
+            let stats = &mut self.endpoints[endpoint].stats;
+            stats.reused = stats.reused.saturating_sub(1);
+        }
+        self.on_closed(now, id, CloseReason::ServerClosed);
+    }
+
     /// The driver found a connection dead (the server closed it, or a check failed).
     pub fn on_closed(&mut self, now: Time, id: ConnId, reason: CloseReason) {
         if self.conn(id).is_none() {
@@ -1255,6 +1265,18 @@ mod tests {
             );
             p.check_invariants().unwrap();
         }
+    }
+
+    #[test]
+    fn a_reuse_found_closed_is_no_reuse() {
+        let mut p = pool(1, 1);
+        let c = connect(&mut p, at(0), 0);
+        p.release(at(1), c, true);
+        assert_eq!(p.checkout(at(2), 0, at(9)), Checkout::Reuse(c));
+        p.on_reuse_found_closed(at(2), c);
+        let s = p.stats();
+        assert_eq!((s.created, s.reused, s.closed.server_closed, s.open), (1, 0, 1, 0));
+        p.check_invariants().unwrap();
     }
 
     #[test]
