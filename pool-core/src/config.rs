@@ -85,7 +85,8 @@ pub struct SessionConfig {
     pub sync_pool_connections: u32,
     /// Connections per endpoint of the blocking client. Default: 20.
     pub sync_pool_maxsize: u32,
-    /// Wait for a connection when the pool is full (`true`) or fail at once. Default: true.
+    /// Wait for a connection when the pool is full (`true`) or fail at once with a pool-full
+    /// error, for the blocking and the async client alike. Default: true.
     pub sync_pool_block: bool,
     /// Total time allowed for one call, retries included. Default: 30 s.
     #[serde(with = "crate::time::secs")]
