@@ -687,8 +687,11 @@ impl Shared {
             tokio::spawn(async move { crate::health::probe(shared, endpoint).await });
         }
         for (endpoint, id) in replacements {
-            let shared = self.clone();
+            let mut reserved = Reserved { shared: self.clone(), id, armed: true };
             tokio::spawn(async move {
+                // From its first step `connect` guards the slot itself.
+                reserved.armed = false;
+                let shared = &reserved.shared;
                 if let Err(error) = shared.connect(endpoint, id, true, None).await {
                     tracing::debug!(region = %shared.regions[endpoint].name, %error, "replacing a warm connection failed");
                 }
@@ -870,6 +873,25 @@ impl Drop for WaitGuard<'_> {
             }
         }
         self.shared.settle(&mut inner);
+    }
+}
+
+/// A slot reserved for a connect whose task has not run yet: given back if the task is dropped
+/// unrun (its runtime shut down), rather than left connecting for good.
+struct Reserved {
+    shared: Arc<Shared>,
+    id: ConnId,
+    armed: bool,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        if self.armed {
+            let mut inner = self.shared.lock();
+            let now = self.shared.now();
+            inner.core.pool_mut().give_back(now, Grant::Connect(self.id));
+            self.shared.settle(&mut inner);
+        }
     }
 }
 
