@@ -711,6 +711,14 @@ pub(crate) enum Step {
 }
 
 impl Shared {
+    /// Gives back the slot of a connect given up on before it failed or opened: nothing is
+    /// counted, and whoever waited to share it gets the slot (a connect of its own).
+    fn abandon_connect(&self, id: ConnId) {
+        let mut inner = self.lock();
+        inner.core.pool_mut().give_back(self.now(), Grant::Connect(id));
+        self.settle(&mut inner);
+    }
+
     /// Starts the background task again on the caller's runtime if the runtime that ran it shut
     /// down (a client built in one runtime and used in another, or a blocking client's async
     /// handle outliving it). Every deadline and pool wait depends on that task.
@@ -887,10 +895,7 @@ struct Reserved {
 impl Drop for Reserved {
     fn drop(&mut self) {
         if self.armed {
-            let mut inner = self.shared.lock();
-            let now = self.shared.now();
-            inner.core.pool_mut().give_back(now, Grant::Connect(self.id));
-            self.shared.settle(&mut inner);
+            self.shared.abandon_connect(self.id);
         }
     }
 }
@@ -906,18 +911,16 @@ struct ConnectGuard<'a> {
 
 impl Drop for ConnectGuard<'_> {
     fn drop(&mut self) {
-        if self.armed {
-            let mut inner = self.shared.lock();
-            let now = self.shared.now();
-            if self.failed {
-                inner.core.pool_mut().on_connect_failed(now, self.id);
-            } else {
-                // Abandoned, not failed: nothing is counted, and whoever waited to share it
-                // gets the slot (a connect of its own), not a failure.
-                inner.core.pool_mut().give_back(now, Grant::Connect(self.id));
-            }
-            self.shared.settle(&mut inner);
+        if !self.armed {
+            return;
         }
+        if !self.failed {
+            self.shared.abandon_connect(self.id);
+            return;
+        }
+        let mut inner = self.shared.lock();
+        inner.core.pool_mut().on_connect_failed(self.shared.now(), self.id);
+        self.shared.settle(&mut inner);
     }
 }
 
