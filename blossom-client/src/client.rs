@@ -275,8 +275,22 @@ impl<'a> Completion<'a> {
         }
     }
 
+    /// Moves the attempt's connection out to a completion of its own, which gives it back when
+    /// it ends (or is dropped); this one still counts the call and tells core its outcome.
+    pub(crate) fn split_connection(&mut self) -> Completion<'static> {
+        Completion {
+            shared: SharedRef::Owned(Arc::clone(&self.shared)),
+            ticket: None,
+            lease: self.lease.take(),
+            keep_alive: self.keep_alive,
+            answered: self.answered,
+            call_started: None,
+            watch: WatchSlot::default(),
+        }
+    }
+
     /// Whether the attempt holds an HTTP/2 connection.
-    fn is_h2(&self) -> bool {
+    pub(crate) fn is_h2(&self) -> bool {
         self.lease.as_ref().is_some_and(|lease| lease.sender.is_h2())
     }
 

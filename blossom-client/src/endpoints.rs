@@ -130,17 +130,35 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
         match r.decoder.next_event() {
             Some(SseItem::Delta(text)) => return Some((Ok(text), State::Reading(Box::new(r)))),
             Some(SseItem::Done) => {
-                // Read the rest (normally nothing) so the connection can be reused.
-                let rest = tokio::time::timeout(r.read_timeout, async {
-                    while let Some(frame) = r.body.frame().await {
-                        frame.ok()?;
-                    }
-                    Some(())
-                });
-                let reusable = matches!(rest.await, Ok(Some(())));
-                if let Some(mut done) = r.done.take() {
-                    done.complete(Outcome::Success, reusable);
+                // The caller's stream ends here, whatever follows on the wire.
+                let Some(mut done) = r.done.take() else { return None };
+                if done.is_h2() {
+                    // The stream alone: dropping the rest resets it, and the connection serves on.
+                    drop(r.body);
+                    done.complete(Outcome::Success, true);
+                    return None;
                 }
+                // HTTP/1.1: the rest of the body is normally nothing, its end already read.
+                let mut body = r.body;
+                if let Some(reusable) = ended_now(&mut body) {
+                    done.complete(Outcome::Success, reusable);
+                    return None;
+                }
+                // Else the call is counted now, the rest is read in the background, and the
+                // connection reused only if it ends within the read timeout.
+                let mut connection = done.split_connection();
+                done.complete(Outcome::Success, true);
+                let read_timeout = r.read_timeout;
+                tokio::spawn(async move {
+                    let rest = tokio::time::timeout(read_timeout, async {
+                        while let Some(frame) = body.frame().await {
+                            frame.ok()?;
+                        }
+                        Some(())
+                    });
+                    let reusable = matches!(rest.await, Ok(Some(())));
+                    connection.complete(Outcome::Success, reusable);
+                });
                 return None;
             }
             None if r.ended => {
@@ -177,6 +195,18 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Reads what is already there of `body`: whether it ended cleanly (`None` while more may come).
+fn ended_now(body: &mut crate::transport::Body) -> Option<bool> {
+    use futures_util::FutureExt;
+    loop {
+        match body.frame().now_or_never()? {
+            None => return Some(true),
+            Some(Ok(_)) => {}
+            Some(Err(_)) => return Some(false),
         }
     }
 }

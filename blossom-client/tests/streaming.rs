@@ -88,3 +88,24 @@ async fn calls_and_streams_dropped_before_their_end_are_counted_cancelled() {
         (stats.requests_total, stats.requests_succeeded, stats.requests_failed.total(), stats.requests_cancelled);
     assert_eq!(counted, (3, 1, 0, 2), "every call counted once: {stats}");
 }
+
+#[tokio::test]
+async fn a_stream_ends_at_done_even_if_the_server_keeps_the_response_open() {
+    use common::{Act, RawServer};
+    // A chunked answer whose last chunk never comes: `[DONE]`, then nothing, connection open.
+    let events = format!("data: {HEL}\n\ndata: [DONE]\n\n");
+    let open = format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{events}\r\n",
+        events.len()
+    );
+    let server = RawServer::start(move |_| Act::Send(open.clone().into_bytes())).await;
+    let client = common::client(server.addr, |s| s.async_timeout_sock_read = std::time::Duration::from_secs(5));
+    let text = client.text();
+    let items = tokio::select! {
+        biased;
+        // Well inside the read timeout: the end must not wait for it.
+        _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => panic!("the stream outlived its [DONE]"),
+        items = text.chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect::<Vec<_>>() => items,
+    };
+    assert_eq!(items.into_iter().map(Result::unwrap).collect::<Vec<_>>(), ["Hel"]);
+}
