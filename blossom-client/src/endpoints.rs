@@ -131,7 +131,7 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
             Some(SseItem::Delta(text)) => return Some((Ok(text), State::Reading(Box::new(r)))),
             Some(SseItem::Done) => {
                 // The caller's stream ends here, whatever follows on the wire.
-                let Some(mut done) = r.done.take() else { return None };
+                let mut done = r.done.take()?;
                 if done.is_h2() {
                     // The stream alone: dropping the rest resets it, and the connection serves on.
                     drop(r.body);
