@@ -197,7 +197,8 @@ impl SseDecoder {
             return Ok(()); // `event`, `id`, `retry` and unknown fields carry nothing we use
         }
         let value = value.strip_prefix(b" ").unwrap_or(value);
-        let value = std::str::from_utf8(value).map_err(|_| Error::stream("sse data is not utf-8"))?;
+        // As the SSE standard decodes: a byte that is not UTF-8 becomes U+FFFD, not an error.
+        let value = String::from_utf8_lossy(value);
         if self.has_data {
             self.data.push('\n');
         }
@@ -205,7 +206,7 @@ impl SseDecoder {
             self.data = String::new();
             return Err(Error::stream(format!("sse event longer than {} bytes", self.max_line_bytes)));
         }
-        self.data.push_str(value);
+        self.data.push_str(&value);
         self.has_data = true;
         Ok(())
     }
@@ -296,6 +297,12 @@ mod tests {
         let texts = ["Hel", "lo", "", ", wörld 🦊", "\n"];
         let items = decode_in_pieces(stream(&texts).as_bytes(), &[]).unwrap();
         assert_eq!(items, deltas(&texts));
+    }
+
+    #[test]
+    fn a_byte_that_is_not_utf8_becomes_the_replacement_character() {
+        let bytes = b"data: {\"choices\":[{\"delta\":{\"content\":\"a\xffb\"}}]}\n\ndata: [DONE]\n\n";
+        assert_eq!(decode_in_pieces(bytes, &[]).unwrap(), [SseItem::Delta("a\u{FFFD}b".into()), SseItem::Done]);
     }
 
     #[test]
