@@ -531,8 +531,9 @@ impl Pool {
         self.endpoints[endpoint].stats.connect_failed += 1;
         self.remove(id);
         let ep = &self.endpoints[endpoint];
-        if ep.http2 && ep.connecting == 0 && !self.has_free_stream(endpoint) {
+        if ep.http2 && ep.connecting == 0 && ep.shared.is_empty() {
             // They waited to share it; one failed connect each would come to each in turn.
+            // (With an HTTP/2 connection open, they wait for its streams to free instead.)
             let failed = std::mem::take(&mut self.endpoints[endpoint].waiters);
             self.waiting_total -= failed.len() as u32;
             for waiter in &failed {
@@ -1391,6 +1392,21 @@ mod tests {
             }
             p.check_invariants().unwrap();
         }
+    }
+
+    #[test]
+    fn a_failed_extra_http2_connect_does_not_fail_the_waiters_of_an_open_connection() {
+        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
+        let mut p = Pool::new(config, 1).unwrap();
+        let Checkout::Connect(open) = p.checkout(at(0), 0, at(9)) else { panic!() };
+        p.on_connected(at(0), open, Protocol::Http2 { max_streams: 1 });
+        // Saturated: another connection opens, and a request waits meanwhile.
+        let Checkout::Connect(extra) = p.checkout(at(1), 0, at(9)) else { panic!("saturated: open another") };
+        let Checkout::Wait(w) = p.checkout(at(1), 0, at(9)) else { panic!("waits") };
+        p.on_connect_failed(at(2), extra);
+        // Not failed with it: the waiter gets the freed room (a connect of its own), as over HTTP/1.1.
+        assert!(matches!(p.poll_grant(), Some((id, Grant::Connect(_))) if id == w));
+        p.check_invariants().unwrap();
     }
 
     #[test]
