@@ -63,33 +63,35 @@ async fn an_error_status_before_the_stream() {
     assert!(matches!(items.as_slice(), [Err(Error::Api(api))] if api.status == 402), "{items:?}");
 }
 
-#[tokio::test]
+// Paused time: the server's 5 s delay and the caller's 100 ms patience are virtual.
+#[tokio::test(start_paused = true)]
 async fn calls_and_streams_dropped_before_their_end_are_counted_cancelled() {
-    let wire = WireMock::start().await;
-    Mock::given(wiremock::matchers::path("/text/slow"))
-        .respond_with(ResponseTemplate::new(200).set_body_string("late").set_delay(std::time::Duration::from_secs(5)))
-        .mount(&wire)
-        .await;
-    Mock::given(any()).respond_with(sse(&[HEL, LO, "[DONE]"])).mount(&wire).await;
-    let client = common::client(*wire.address(), |s| s.retry.max_retries = 0);
-    // A call given up while it waits for its answer.
+    let (server, addr) = common::mock().await;
+    let client = common::client(addr, |s| s.retry.max_retries = 0);
     let text = client.text();
+    // A call given up while it waits for its answer.
+    server.set_behavior(blossom_mock::Behavior::Healthy {
+        base: std::time::Duration::from_secs(5),
+        jitter: std::time::Duration::ZERO,
+    });
     let gave_up = tokio::time::timeout(std::time::Duration::from_millis(100), text.generate("slow")).await;
     assert!(gave_up.is_err());
+    server.set_behavior(blossom_mock::Behavior::default());
     // A stream dropped after its first delta.
     let mut stream = text.chat_stream(&[Message::user("hi")], &ChatOptions::default());
-    assert_eq!(stream.next().await.unwrap().unwrap(), "Hel");
+    assert!(stream.next().await.unwrap().is_ok());
     drop(stream);
     // And one read to its end.
     let items: Vec<_> = text.chat_stream(&[Message::user("hi")], &ChatOptions::default()).collect().await;
-    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(items.len() > 1 && items.iter().all(Result::is_ok), "{items:?}");
     let stats = client.stats();
     let counted =
         (stats.requests_total, stats.requests_succeeded, stats.requests_failed.total(), stats.requests_cancelled);
     assert_eq!(counted, (3, 1, 0, 2), "every call counted once: {stats}");
 }
 
-#[tokio::test]
+// Paused time: the 5 s read timeout and the 2 s guard are virtual.
+#[tokio::test(start_paused = true)]
 async fn a_stream_ends_at_done_even_if_the_server_keeps_the_response_open() {
     use common::{Act, RawServer};
     // A chunked answer whose last chunk never comes: `[DONE]`, then nothing, connection open.

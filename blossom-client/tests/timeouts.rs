@@ -170,7 +170,9 @@ fn timeouts_hold_after_the_runtime_that_built_the_client_is_gone() {
     std::thread::spawn(move || {
         let _held: Vec<_> = listener.incoming().collect();
     });
-    let first = tokio::runtime::Runtime::new().unwrap();
+    // Paused time in both runtimes: the read timeout and the guard below are virtual.
+    let paused = || tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let first = paused();
     let client = first.block_on(async {
         common::client(addr, |s| {
             s.async_timeout_sock_read = SHORT;
@@ -179,7 +181,7 @@ fn timeouts_hold_after_the_runtime_that_built_the_client_is_gone() {
     });
     // The client's background task (every deadline depends on it) goes with its runtime.
     drop(first);
-    let second = tokio::runtime::Runtime::new().unwrap();
+    let second = paused();
     let text = client.text();
     let result = second.block_on(async {
         // The guard is polled first: when it is up, the call is not polled once more (a late poll
