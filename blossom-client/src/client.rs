@@ -278,15 +278,10 @@ impl<'a> Completion<'a> {
     /// Moves the attempt's connection out to a completion of its own, which gives it back when
     /// it ends (or is dropped); this one still counts the call and tells core its outcome.
     pub(crate) fn split_connection(&mut self) -> Completion<'static> {
-        Completion {
-            shared: SharedRef::Owned(Arc::clone(&self.shared)),
-            ticket: None,
-            lease: self.lease.take(),
-            keep_alive: self.keep_alive,
-            answered: self.answered,
-            call_started: None,
-            watch: WatchSlot::default(),
-        }
+        let lease = self.lease.take().expect("lease held until complete");
+        let mut connection = Completion::lease_only(Arc::clone(&self.shared), lease);
+        (connection.keep_alive, connection.answered) = (self.keep_alive, self.answered);
+        connection
     }
 
     /// Whether the attempt holds an HTTP/2 connection.
@@ -756,7 +751,7 @@ impl BlossomClient {
             let mut body = response.into_body();
             // Drain the redirect body so the connection can carry the next request.
             // Boxed: a redirect is rare, and its drain would widen every request's future.
-            let drain = Box::pin(read_body(&mut body, 64 * 1024, read_timeout, BodyBound::Timer(Some(call()))));
+            let drain = Box::pin(read_body(&mut body, DRAIN_LIMIT, read_timeout, BodyBound::Timer(Some(call()))));
             let drained = drain.await.is_ok();
             let same_region = location.as_deref().and_then(|l| same_region_path(region, l));
             let error = match (same_region, drained) {
@@ -1026,6 +1021,10 @@ pub(crate) enum BodyFailure {
     Timeout(Error),
     Broken(BoxError),
 }
+
+/// The most read of a body that is read only so that its connection can serve again (a
+/// redirect's, the rest of a stream): past it, the connection is closed instead.
+pub(crate) const DRAIN_LIMIT: u64 = 64 * 1024;
 
 /// Reads a whole body: at most `limit` bytes, at most `read_timeout` between chunks, and never
 /// past the call's deadline.

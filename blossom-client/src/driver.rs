@@ -423,11 +423,11 @@ impl Shared {
     ) -> Result<Lease, Error> {
         let mut step = first;
         let mut waited = Duration::ZERO;
-        loop {
+        let failed = loop {
             let grant = match step {
                 Step::Ready(conn, sender) => return Ok(Lease { conn, sender, reused: true, waited }),
                 Step::Grant(grant) => grant,
-                Step::Full => return Err(Error::PoolFull { region: self.regions[endpoint].name.clone() }),
+                Step::Full => break Error::PoolFull { region: self.regions[endpoint].name.clone() },
                 Step::Wait(waiter, rx) => {
                     let since = self.now();
                     let grant = WaitGuard { shared: self, waiter, since, rx: Some(rx) }.wait().await;
@@ -450,25 +450,29 @@ impl Shared {
                 }
                 Grant::Connect(id) => {
                     // Boxed: the connect future (TCP, TLS, handshake) is large and rarely live.
-                    let sender = Box::pin(self.connect(endpoint, id, false, deadline))
-                        .await?
-                        .expect("a request's connection is lent to it");
-                    return Ok(Lease { conn: id, sender, reused: false, waited });
+                    match Box::pin(self.connect(endpoint, id, false, deadline)).await {
+                        Ok(sender) => {
+                            let sender = sender.expect("a request's connection is lent to it");
+                            return Ok(Lease { conn: id, sender, reused: false, waited });
+                        }
+                        Err(error) => break error,
+                    }
                 }
                 Grant::TimedOut => {
-                    self.lock().recorder.waited(waited);
-                    return Err(Error::Timeout {
-                        phase: TimeoutPhase::PoolWait,
-                        limit: self.config.session.pool_timeout,
-                    });
+                    break Error::Timeout { phase: TimeoutPhase::PoolWait, limit: self.config.session.pool_timeout };
                 }
                 Grant::ConnectFailed => {
-                    self.lock().recorder.waited(waited);
                     let region = self.regions[endpoint].name.clone();
-                    return Err(Error::Connect { region, source: Box::new(SharedConnectFailed) });
+                    break Error::Connect { region, source: Box::new(SharedConnectFailed) };
                 }
             }
+        };
+        // A wait that ended in a failure is counted here; one that ended with a connection, by
+        // the attempt that uses it (under the lock it takes anyway).
+        if !waited.is_zero() {
+            self.lock().recorder.waited(waited);
         }
+        Err(failed)
     }
 
     /// Opens a connection in slot `id`: connect, TLS and HTTP handshake, within the connect timeout.

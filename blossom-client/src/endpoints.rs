@@ -14,7 +14,7 @@ use crate::api::{
     image_request, image_url, models_request, parse_chat_response, parse_models, parse_text_response,
     simple_text_request,
 };
-use crate::client::{BlossomClient, Completion, Streaming};
+use crate::client::{BlossomClient, BodyBound, Completion, DRAIN_LIMIT, Streaming, read_body};
 use crate::error::{Error, TimeoutPhase};
 use crate::sse::{SseDecoder, SseItem};
 
@@ -144,20 +144,14 @@ async fn next_delta(mut r: Reading) -> Option<(Result<String, Error>, State)> {
                     done.complete(Outcome::Success, reusable);
                     return None;
                 }
-                // Else the call is counted now, the rest is read in the background, and the
-                // connection reused only if it ends within the read timeout.
+                // Else the call is counted now, and the rest is drained in the background as a
+                // redirect's is: the connection is reused only if it ends, in time and small.
                 let mut connection = done.split_connection();
                 done.complete(Outcome::Success, true);
                 let read_timeout = r.read_timeout;
                 tokio::spawn(async move {
-                    let rest = tokio::time::timeout(read_timeout, async {
-                        while let Some(frame) = body.frame().await {
-                            frame.ok()?;
-                        }
-                        Some(())
-                    });
-                    let reusable = matches!(rest.await, Ok(Some(())));
-                    connection.complete(Outcome::Success, reusable);
+                    let rest = read_body(&mut body, DRAIN_LIMIT, read_timeout, BodyBound::Timer(None)).await;
+                    connection.complete(Outcome::Success, rest.is_ok());
                 });
                 return None;
             }

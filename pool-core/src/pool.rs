@@ -1023,11 +1023,8 @@ impl Pool {
         in_flight >= ep.target
     }
 
-    /// Whether an open HTTP/2 connection of `endpoint` takes another stream.
+    /// Whether an open HTTP/2 connection of `endpoint` is below its peer's stream limit.
     fn has_free_stream(&self, endpoint: usize) -> bool {
-        if self.streams_at_target(endpoint) {
-            return false;
-        }
         self.endpoints[endpoint].shared.iter().any(|id| {
             matches!(self.conn(*id).map(|c| c.state),
                 Some(State::Ready { protocol: Protocol::Http2 { max_streams }, in_use, .. }) if in_use < max_streams)
@@ -1036,12 +1033,15 @@ impl Pool {
 
     fn can_serve(&self, endpoint: usize) -> bool {
         let ep = &self.endpoints[endpoint];
-        if self.has_free_stream(endpoint) || !ep.idle.is_empty() {
+        if !ep.idle.is_empty() {
             return true;
         }
-        // As `try_serve` rules: no connection is opened for a stream past the target.
+        // As `try_serve` rules: past the target no stream is added, nor a connection opened for one.
         if self.streams_at_target(endpoint) {
             return false;
+        }
+        if self.has_free_stream(endpoint) {
+            return true;
         }
         if ep.http2 && ep.connecting > 0 {
             return false;
@@ -1078,6 +1078,16 @@ mod tests {
         let config =
             PoolConfig { max_total, max_per_endpoint: per, max_idle_per_endpoint: per, ..PoolConfig::default() };
         Pool::new(config, 2).unwrap()
+    }
+
+    /// An HTTP/2 connection of endpoint 0 the peer lets carry `max_streams`, carrying `streams`.
+    fn http2_carrying(p: &mut Pool, max_streams: u32, streams: usize) -> ConnId {
+        let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!("connects") };
+        p.on_connected(at(0), c, Protocol::Http2 { max_streams });
+        for _ in 1..streams {
+            assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(c));
+        }
+        c
     }
 
     fn connect(p: &mut Pool, now: Time, endpoint: usize) -> ConnId {
@@ -1218,9 +1228,7 @@ mod tests {
         let mut p = Pool::new(config, 2).unwrap();
         // Endpoint 0: HTTP/2, its two streams at a target of 2, on one connection of two allowed.
         p.set_target(at(0), 0, 2);
-        let Checkout::Connect(h2) = p.checkout(at(0), 0, at(9)) else { panic!() };
-        p.on_connected(at(0), h2, Protocol::Http2 { max_streams: 100 });
-        assert_eq!(p.checkout(at(0), 0, at(9)), Checkout::Reuse(h2));
+        let _ = http2_carrying(&mut p, 100, 2);
         // Endpoint 1: HTTP/1.1, its one connection busy at a target of 1.
         p.set_target(at(0), 1, 1);
         let Checkout::Connect(h1) = p.checkout(at(0), 1, at(9)) else { panic!() };
@@ -1313,11 +1321,7 @@ mod tests {
         let config =
             PoolConfig { max_total: 2, max_per_endpoint: 2, max_idle_per_endpoint: 2, ..PoolConfig::default() };
         let mut p = Pool::new(config, 1).unwrap();
-        let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
-        p.on_connected(at(0), c, Protocol::Http2 { max_streams: 10 });
-        for _ in 0..2 {
-            assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(c));
-        }
+        let c = http2_carrying(&mut p, 10, 3);
         // One of three streams fails the connection: the other two run on, still counted.
         p.release(at(1), c, false);
         assert_eq!(p.poll_close(), None, "two streams still run on it");
@@ -1344,11 +1348,7 @@ mod tests {
         let config =
             PoolConfig { max_total: 1, max_per_endpoint: 1, max_idle_per_endpoint: 1, ..PoolConfig::default() };
         let mut p = Pool::new(config, 1).unwrap();
-        let Checkout::Connect(c) = p.checkout(at(0), 0, at(5)) else { panic!() };
-        p.on_connected(at(0), c, Protocol::Http2 { max_streams: 4 });
-        for _ in 0..2 {
-            assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(c));
-        }
+        let c = http2_carrying(&mut p, 4, 3);
         // Three streams open; the peer now allows one: the three finish, no fourth starts.
         p.on_stream_limit(at(1), c, 1);
         let Checkout::Wait(w) = p.checkout(at(1), 0, at(5)) else { panic!("over the lowered limit: wait") };
@@ -1398,8 +1398,7 @@ mod tests {
     fn a_failed_extra_http2_connect_does_not_fail_the_waiters_of_an_open_connection() {
         let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
         let mut p = Pool::new(config, 1).unwrap();
-        let Checkout::Connect(open) = p.checkout(at(0), 0, at(9)) else { panic!() };
-        p.on_connected(at(0), open, Protocol::Http2 { max_streams: 1 });
+        let _ = http2_carrying(&mut p, 1, 1);
         // Saturated: another connection opens, and a request waits meanwhile.
         let Checkout::Connect(extra) = p.checkout(at(1), 0, at(9)) else { panic!("saturated: open another") };
         let Checkout::Wait(w) = p.checkout(at(1), 0, at(9)) else { panic!("waits") };

@@ -342,13 +342,18 @@ mod tests {
         assert_eq!(b.balance(at_ms(16_000)), 0.0); // all deposits expired
     }
 
-    #[test]
-    fn policy_limits_retries_per_request_and_by_budget() {
+    /// A policy whose budget holds `min_per_sec` retries a second, and nothing per request.
+    fn policy(min_per_sec: u32) -> RetryPolicy {
         let config = RetryConfig {
-            budget: RetryBudgetConfig { ttl: Duration::from_secs(1), min_per_sec: 2, retry_percent: 0.0 },
+            budget: RetryBudgetConfig { ttl: Duration::from_secs(1), min_per_sec, retry_percent: 0.0 },
             ..RetryConfig::default()
         };
-        let mut p = RetryPolicy::new(config, Time::ZERO, 1).unwrap();
+        RetryPolicy::new(config, Time::ZERO, 1).unwrap()
+    }
+
+    #[test]
+    fn policy_limits_retries_per_request_and_by_budget() {
+        let mut p = policy(2);
         p.on_request(Time::ZERO);
         assert!(
             matches!(p.decide(Time::ZERO, 0, FAR), RetryDecision::RetryAfter(d) if d >= Duration::from_millis(800))
@@ -361,11 +366,7 @@ mod tests {
 
     #[test]
     fn a_retry_past_the_deadline_takes_nothing_from_the_budget() {
-        let config = RetryConfig {
-            budget: RetryBudgetConfig { ttl: Duration::from_secs(1), min_per_sec: 1, retry_percent: 0.0 },
-            ..RetryConfig::default()
-        };
-        let mut p = RetryPolicy::new(config, Time::ZERO, 1).unwrap();
+        let mut p = policy(1);
         let soon = Time::ZERO + Duration::from_millis(1);
         assert_eq!(p.decide(Time::ZERO, 0, soon), RetryDecision::PastDeadline);
         assert!(matches!(p.decide(Time::ZERO, 0, FAR), RetryDecision::RetryAfter(_)), "the one retry is still there");
