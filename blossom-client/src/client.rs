@@ -113,7 +113,9 @@ impl ClientBuilder {
         self
     }
 
-    /// Validates everything and starts the client's background task.
+    /// Validates everything and starts the client's background task (timers, validation, health
+    /// checks). On a multi-thread runtime it also starts a thread, `blossom-alarm`, that keeps the
+    /// task's time; both end with the last clone of the client.
     pub fn build(mut self) -> Result<BlossomClient, Error> {
         if self.from_env {
             self.config.apply_env()?;

@@ -22,6 +22,7 @@ use hyper_util::rt::TokioIo;
 use pool_core::{Checkout, CloseReason, ConnId, Core, Event, Grant, Protocol, Time, WaiterId};
 use tokio::sync::{Notify, broadcast, oneshot};
 
+use crate::alarm::Alarm;
 use crate::api::RequestSpec;
 use crate::client::{Deadline, bounded};
 use crate::config::{ApiKey, ClientConfig, ParsedRegion, intern};
@@ -759,6 +760,7 @@ fn run_background(shared: &Arc<Shared>) {
     let weak: Weak<Shared> = Arc::downgrade(shared);
     let wake = shared.wake.clone();
     let runs = BackgroundRuns(weak.clone());
+    let alarm = Alarm::for_current_runtime(&wake);
     tokio::spawn(async move {
         let _runs = runs;
         loop {
@@ -767,11 +769,7 @@ fn run_background(shared: &Arc<Shared>) {
                 let next = shared.tick();
                 shared.instant(next)
             };
-            tokio::select! {
-                biased;
-                _ = wake.notified() => {}
-                _ = tokio::time::sleep_until(deadline) => {}
-            }
+            alarm.wait(&wake, deadline).await;
         }
     });
 }

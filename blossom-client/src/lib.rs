@@ -21,6 +21,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod alarm;
 mod api;
 pub mod blocking;
 mod client;

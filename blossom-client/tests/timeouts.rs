@@ -132,6 +132,24 @@ async fn total_timeout() {
     client.text().generate("next").await.unwrap();
 }
 
+/// On a multi-thread runtime the deadlines are kept by a thread of the client's own, not by
+/// tokio's timer: the read and total timeouts still fire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_hold_on_a_multi_thread_runtime() {
+    let (server, addr) = common::mock().await;
+    server.set_behavior(Behavior::Hang);
+    let reads = common::client(addr, |s| {
+        s.async_timeout_sock_read = SHORT;
+        s.retry.max_retries = 0;
+    });
+    assert_eq!(phase(common::within(GUARD, reads.text().generate("hi")).await), TimeoutPhase::Read);
+    let totals = common::client(addr, |s| {
+        s.timeout = SHORT;
+        s.async_timeout_sock_read = Duration::from_secs(30);
+    });
+    assert_eq!(phase(common::within(GUARD, totals.text().generate("hi")).await), TimeoutPhase::Total);
+}
+
 #[tokio::test]
 async fn pool_wait_timeout() {
     let (server, addr) = common::mock().await;

@@ -64,7 +64,13 @@ pub async fn until(what: &str, mut condition: impl FnMut() -> bool) {
 
 /// Fails the test if `future` takes longer than `limit` (a hang guard, not a timing assertion).
 pub async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, future).await.expect("the call finished within its configured deadline")
+    // The guard is polled first: a call polled again only once the guard is up would see its
+    // own deadline passed and end by itself, which would hide a deadline that never woke it.
+    tokio::select! {
+        biased;
+        _ = tokio::time::sleep(limit) => panic!("the call did not finish within {limit:?}, past its configured deadline"),
+        output = future => output,
+    }
 }
 
 /// A loopback address nothing listens on (connections are refused), reserved and let go.
