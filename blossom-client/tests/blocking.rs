@@ -100,8 +100,18 @@ fn the_sync_read_timeout_is_in_force() {
         c.session.retry.max_retries = 0;
     }))
     .unwrap();
-    let err = client.generate("hi", &TextOptions::default()).unwrap_err();
+    // The client's own runtime is a multi-thread one: its deadlines are kept by the alarm thread.
+    let err = within(move || client.generate("hi", &TextOptions::default())).unwrap_err();
     assert!(matches!(err, Error::Timeout { phase: TimeoutPhase::Read, limit } if limit == Duration::from_millis(300)));
+}
+
+/// Runs `call` on a thread of its own; fails the test, not hangs it, if the call outlives 10 s.
+fn within<T: Send + 'static>(call: impl FnOnce() -> T + Send + 'static) -> T {
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = sender.send(call());
+    });
+    receiver.recv_timeout(Duration::from_secs(10)).expect("the call finished within its configured deadline")
 }
 
 /// Misused from async code, the blocking client answers, refuses, and goes without a panic.
