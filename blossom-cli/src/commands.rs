@@ -30,7 +30,7 @@ pub(crate) async fn chat(client: &BlossomClient, args: &ChatArgs) -> Result<(), 
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
         if interactive {
-            eprint!("> ");
+            let _ = write!(std::io::stderr(), "> ");
             let _ = std::io::stderr().flush();
         }
         let Some(line) = lines.next_line().await.map_err(|e| io_failure("cannot read stdin", e))? else {
@@ -45,7 +45,7 @@ pub(crate) async fn chat(client: &BlossomClient, args: &ChatArgs) -> Result<(), 
             Ok(answer) => history.push(Message::assistant(answer)),
             Err(failure) if interactive => {
                 history.pop();
-                eprintln!("{}", failure.line());
+                note!("{}", failure.line());
             }
             Err(failure) => return Err(failure),
         }

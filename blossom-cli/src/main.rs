@@ -11,6 +11,15 @@
 //! Every failure is one line on stderr that says what to do, and an exit code per class (see
 //! `blossom --help` and [`failure::Exit`]); the API key comes from `POLLINATIONS_API_KEY` only.
 
+/// `eprintln!` that cannot panic: a stderr that fails (full, a pipe closed by its reader) loses
+/// the line, not the exit code.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod failure;
@@ -58,13 +67,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mock(_) => unreachable!("handled above"),
     };
     if cli.global.stats {
-        eprintln!("{}", client.stats());
+        note!("{}", client.stats());
     }
     result
 }
 
 fn fail(failure: &Failure) -> ExitCode {
-    eprintln!("{}", failure.line());
+    note!("{}", failure.line());
     failure.exit.into()
 }
 

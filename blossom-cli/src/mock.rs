@@ -115,7 +115,7 @@ pub(crate) async fn run(args: &MockArgs) -> Result<(), Failure> {
     }
     stdout.flush().map_err(|e| io_failure("cannot write stdout", e))?;
     let list: Vec<String> = listening.iter().map(|(name, addr, _)| format!("{name}=http://{addr}")).collect();
-    eprintln!("blossom mock: serving; use BLOSSOM_REGIONS={} (Ctrl-C stops)", list.join(","));
+    note!("blossom mock: serving; use BLOSSOM_REGIONS={} (Ctrl-C stops)", list.join(","));
     if tokio::signal::ctrl_c().await.is_err() {
         // No signal handling here: serve until killed.
         std::future::pending::<()>().await;

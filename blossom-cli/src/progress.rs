@@ -24,7 +24,7 @@ pub(crate) async fn with_progress<F: Future>(what: &str, work: F) -> F::Output {
             output = &mut work => {
                 if shown && terminal {
                     // Erase the indicator so the next line starts clean.
-                    eprint!("\r\x1b[2K");
+                    let _ = write!(std::io::stderr(), "\r\x1b[2K");
                     let _ = std::io::stderr().flush();
                 }
                 return output;
@@ -32,10 +32,10 @@ pub(crate) async fn with_progress<F: Future>(what: &str, work: F) -> F::Output {
             _ = ticks.tick() => {
                 let secs = started.elapsed().as_secs();
                 if terminal {
-                    eprint!("\r{what}... {secs}s");
+                    let _ = write!(std::io::stderr(), "\r{what}... {secs}s");
                     let _ = std::io::stderr().flush();
                 } else {
-                    eprintln!("{what}... {secs}s");
+                    note!("{what}... {secs}s");
                 }
                 shown = true;
             }

@@ -19,7 +19,7 @@ pub(crate) fn config(global: &Global) -> Result<ClientConfig, Failure> {
         Some(path) => {
             let mut config = ClientConfig::from_toml_file(path)?;
             if config.api_key.take().is_some() {
-                eprintln!(
+                note!(
                     "blossom: warning: ignoring `api_key` in {}; the CLI reads the key from POLLINATIONS_API_KEY only",
                     path.display()
                 );

@@ -363,6 +363,22 @@ fn a_full_stdout_is_an_error_not_a_panic() {
 }
 
 #[test]
+fn a_stderr_that_cannot_be_written_loses_the_message_not_the_exit_code() {
+    let scratch = Scratch::new("full-stderr");
+    let config = scratch.fast_config();
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full");
+    let run = blossom()
+        .args(["--config", &config, "--base-url", &url, "--stats", "text", "hi"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(full)
+        .status()
+        .expect("run blossom");
+    assert_eq!(run.code(), Some(NETWORK), "a panic exits with 101");
+}
+
+#[test]
 fn the_log_level_flag_wins_over_a_bad_variable() {
     let mock = Mock::start(1, &[]);
     let models = |flag: &[&str]| {
