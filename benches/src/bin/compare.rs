@@ -664,6 +664,11 @@ fn main() {
                     let row = rows.last_mut().expect("just pushed");
                     row["on_vs_off_rps"] = json!(round3(rps / off_pick(|r| r.rps)));
                     row["on_vs_off_p99"] = json!(round3(pick(|r| r.p99_us) / off_pick(|r| r.p99_us)));
+                    if let Some(ratios) = paired_ratios(off, runs) {
+                        row["on_vs_off_rps_paired"] = json!(round3(median_of_sorted(&ratios)));
+                        row["on_vs_off_rps_paired_ci95"] =
+                            json!(median_interval(&ratios).map(|[l, h]| [round3(l), round3(h)]));
+                    }
                 }
             }
         }
@@ -713,7 +718,8 @@ fn print_same_transport(rows: &[serde_json::Value]) {
 }
 
 /// "Resilience on vs off": on / off of the medians, and the median of the per-round on / off
-/// (the two ran in the same round, close in time), for req/s and p99.
+/// (the two ran in the same round, close in time), for req/s (with that median's 95 % interval,
+/// as for `vs raw`) and p99.
 fn print_resilience(results: &[Vec<Vec<Run>>]) {
     let index = |kind: Kind| KINDS.iter().position(|k| *k == kind).expect("a listed kind");
     let (off, on) = (index(Kind::BlossomOff), index(Kind::BlossomOn));
@@ -730,8 +736,11 @@ fn print_resilience(results: &[Vec<Vec<Run>>]) {
         };
         let (rps, rps_paired) = ratio(|r| r.rps);
         let (p99, p99_paired) = ratio(|r| r.p99_us);
+        let rps_interval = paired_ratios(offs, ons)
+            .and_then(|ratios| median_interval(&ratios))
+            .map_or_else(|| "-".to_string(), |[low, high]| format!("{low:.3}–{high:.3}"));
         lines.push(format!(
-            "| {} | {} | {:.0} | {:.0} | {rps:.3} | {rps_paired:.3} | {:.1} | {:.1} | {p99:.3} | {p99_paired:.3} |",
+            "| {} | {} | {:.0} | {:.0} | {rps:.3} | {rps_paired:.3} | {rps_interval} | {:.1} | {:.1} | {p99:.3} | {p99_paired:.3} |",
             point.proto.name(),
             point.concurrency,
             median(offs.iter().map(|r| r.rps).collect()),
@@ -745,9 +754,9 @@ fn print_resilience(results: &[Vec<Vec<Run>>]) {
     }
     println!("Resilience on vs off (blossom-on / blossom-off; target: req/s within 3 %)\n");
     println!(
-        "| proto | concurrency | off req/s | on req/s | on/off req/s | per-round | off p99 µs | on p99 µs | on/off p99 | per-round |"
+        "| proto | concurrency | off req/s | on req/s | on/off req/s | per-round | per-round, 95 % interval | off p99 µs | on p99 µs | on/off p99 | per-round |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for line in lines {
         println!("{line}");
     }
