@@ -1074,10 +1074,13 @@ mod tests {
         Time::ZERO + Duration::from_secs(secs)
     }
 
+    /// Caps of `max_total` connections, `per` endpoint (busy and idle alike); defaults otherwise.
+    fn caps(max_total: u32, per: u32) -> PoolConfig {
+        PoolConfig { max_total, max_per_endpoint: per, max_idle_per_endpoint: per, ..PoolConfig::default() }
+    }
+
     fn pool(max_total: u32, per: u32) -> Pool {
-        let config =
-            PoolConfig { max_total, max_per_endpoint: per, max_idle_per_endpoint: per, ..PoolConfig::default() };
-        Pool::new(config, 2).unwrap()
+        Pool::new(caps(max_total, per), 2).unwrap()
     }
 
     /// An HTTP/2 connection of endpoint 0 the peer lets carry `max_streams`, carrying `streams`.
@@ -1170,24 +1173,10 @@ mod tests {
 
     #[test]
     fn non_blocking_pool_rejects_and_queue_is_bounded() {
-        let config = PoolConfig {
-            max_total: 1,
-            max_per_endpoint: 1,
-            max_idle_per_endpoint: 1,
-            block: false,
-            ..PoolConfig::default()
-        };
-        let mut p = Pool::new(config, 1).unwrap();
+        let mut p = Pool::new(PoolConfig { block: false, ..caps(1, 1) }, 1).unwrap();
         let _a = connect(&mut p, at(0), 0);
         assert_eq!(p.checkout(at(0), 0, at(9)), Checkout::Reject(Reject::Full));
-        let config = PoolConfig {
-            max_total: 1,
-            max_per_endpoint: 1,
-            max_idle_per_endpoint: 1,
-            max_waiters: 1,
-            ..PoolConfig::default()
-        };
-        let mut p = Pool::new(config, 1).unwrap();
+        let mut p = Pool::new(PoolConfig { max_waiters: 1, ..caps(1, 1) }, 1).unwrap();
         let _a = connect(&mut p, at(0), 0);
         assert!(matches!(p.checkout(at(0), 0, at(9)), Checkout::Wait(_)));
         assert_eq!(p.checkout(at(0), 0, at(9)), Checkout::Reject(Reject::QueueFull));
@@ -1218,14 +1207,7 @@ mod tests {
 
     #[test]
     fn an_endpoint_whose_streams_are_at_target_does_not_hold_up_another_endpoints_waiters() {
-        let config = PoolConfig {
-            max_total: 10,
-            max_per_endpoint: 2,
-            max_idle_per_endpoint: 2,
-            streams_within_target: true,
-            ..PoolConfig::default()
-        };
-        let mut p = Pool::new(config, 2).unwrap();
+        let mut p = Pool::new(PoolConfig { streams_within_target: true, ..caps(10, 2) }, 2).unwrap();
         // Endpoint 0: HTTP/2, its two streams at a target of 2, on one connection of two allowed.
         p.set_target(at(0), 0, 2);
         let _ = http2_carrying(&mut p, 100, 2);
@@ -1318,9 +1300,7 @@ mod tests {
 
     #[test]
     fn an_http2_connection_given_up_with_streams_running_retires_when_the_last_ends() {
-        let config =
-            PoolConfig { max_total: 2, max_per_endpoint: 2, max_idle_per_endpoint: 2, ..PoolConfig::default() };
-        let mut p = Pool::new(config, 1).unwrap();
+        let mut p = Pool::new(caps(2, 2), 1).unwrap();
         let c = http2_carrying(&mut p, 10, 3);
         // One of three streams fails the connection: the other two run on, still counted.
         p.release(at(1), c, false);
@@ -1345,9 +1325,7 @@ mod tests {
 
     #[test]
     fn the_peers_stream_limit_holds_new_streams_until_the_connection_is_under_it() {
-        let config =
-            PoolConfig { max_total: 1, max_per_endpoint: 1, max_idle_per_endpoint: 1, ..PoolConfig::default() };
-        let mut p = Pool::new(config, 1).unwrap();
+        let mut p = Pool::new(caps(1, 1), 1).unwrap();
         let c = http2_carrying(&mut p, 4, 3);
         // Three streams open; the peer now allows one: the three finish, no fourth starts.
         p.on_stream_limit(at(1), c, 1);
@@ -1511,14 +1489,7 @@ mod tests {
             max_total in 1..6u32, per in 1..4u32, within in any::<bool>(), ops in prop::collection::vec(op(), 1..200)
         ) {
             let per = per.min(max_total);
-            let config = PoolConfig {
-                max_total,
-                max_per_endpoint: per,
-                max_idle_per_endpoint: per,
-                max_waiters: 8,
-                streams_within_target: within,
-                ..PoolConfig::default()
-            };
+            let config = PoolConfig { max_waiters: 8, streams_within_target: within, ..caps(max_total, per) };
             let mut p = Pool::new(config, 3).unwrap();
             let mut now = Time::ZERO;
             let mut using: Vec<ConnId> = Vec::new();

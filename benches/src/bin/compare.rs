@@ -736,9 +736,7 @@ fn print_resilience(results: &[Vec<Vec<Run>>]) {
         };
         let (rps, rps_paired) = ratio(|r| r.rps);
         let (p99, p99_paired) = ratio(|r| r.p99_us);
-        let rps_interval = paired_ratios(offs, ons)
-            .and_then(|ratios| median_interval(&ratios))
-            .map_or_else(|| "-".to_string(), |[low, high]| format!("{low:.3}–{high:.3}"));
+        let rps_interval = interval(&json!(paired_ratios(offs, ons).and_then(|ratios| median_interval(&ratios))));
         lines.push(format!(
             "| {} | {} | {:.0} | {:.0} | {rps:.3} | {rps_paired:.3} | {rps_interval} | {:.1} | {:.1} | {p99:.3} | {p99_paired:.3} |",
             point.proto.name(),
