@@ -1096,7 +1096,9 @@ impl<T, F: Future<Output = Result<Answer<T>, Error>>> Future for FullAnswer<F> {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Poll::Ready(match std::task::ready!(self.project().call.poll(cx)) {
+        let call = self.project().call;
+        crate::prefetch::lines_of(&*call);
+        Poll::Ready(match std::task::ready!(call.poll(cx)) {
             Ok(Answer::Full(value, _)) => Ok(value),
             Ok(Answer::Stream(_)) => unreachable!("full mode reads the body"),
             Err(error) => Err(error),

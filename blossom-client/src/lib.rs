@@ -34,6 +34,7 @@ mod headers;
 mod health;
 mod inspect;
 mod ping;
+mod prefetch;
 mod sse;
 mod stats;
 mod transport;
