@@ -11,13 +11,16 @@ pub(crate) fn lines_of<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        const LINE: usize = 64;
         let start = (value as *const T).cast::<i8>();
-        let mut offset = 0;
-        while offset < std::mem::size_of::<T>() {
-            // SAFETY: a prefetch is only a hint to the cache; it dereferences nothing, and an
-            // address it cannot load is ignored. `wrapping_add` stays within `value` anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset)) };
-            offset += 64;
+        let end = start.wrapping_add(std::mem::size_of::<T>());
+        // From the line `value` starts in, so a value that does not start a line is covered whole.
+        let mut line = start.wrapping_sub(start.addr() % LINE);
+        while line < end {
+            // SAFETY: a prefetch is only a hint to the cache: it dereferences nothing, and an
+            // address it cannot load is ignored.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line) };
+            line = line.wrapping_add(LINE);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
