@@ -13,14 +13,13 @@ pub(crate) fn lines_of<T>(value: &T) {
         use core::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         const LINE: usize = 64;
         let start = (value as *const T).cast::<i8>();
-        let end = start.wrapping_add(std::mem::size_of::<T>());
-        // From the line `value` starts in, so a value that does not start a line is covered whole.
-        let mut line = start.wrapping_sub(start.addr() % LINE);
-        while line < end {
+        // From the line `value` starts in: a value of n lines spans at most n + 1 of them. A
+        // count known at compile time lets the loop unroll to bare prefetches.
+        let first = start.wrapping_sub(start.addr() % LINE);
+        for line in 0..std::mem::size_of::<T>() / LINE + 1 {
             // SAFETY: a prefetch is only a hint to the cache: it dereferences nothing, and an
             // address it cannot load is ignored.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line) };
-            line = line.wrapping_add(LINE);
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(line * LINE)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
