@@ -8,7 +8,7 @@
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::Notify;
@@ -25,7 +25,7 @@ impl Alarm {
         match Handle::current().runtime_flavor() {
             RuntimeFlavor::CurrentThread => Alarm::Tokio,
             _ => match AlarmThread::spawn(wake.clone()) {
-                Ok(thread) => Alarm::Thread(thread),
+                Ok((thread, _detached)) => Alarm::Thread(thread),
                 Err(error) => {
                     tracing::debug!(%error, "no thread for the client's timers: using tokio's");
                     Alarm::Tokio
@@ -58,6 +58,36 @@ struct Setting {
     stopped: bool,
 }
 
+/// What the thread does next.
+#[derive(Debug, PartialEq)]
+enum Next {
+    Ring,
+    /// Until told, or for at most this long.
+    Wait(Option<Duration>),
+}
+
+impl Setting {
+    /// Rings at `at` instead of the time set before. Returns whether the thread must be told: a
+    /// later time needs no signal, as the thread wakes at the old one and waits on.
+    fn set(&mut self, at: Instant) -> bool {
+        let earlier = self.at.is_none_or(|old| at < old);
+        self.at = Some(at);
+        earlier
+    }
+
+    /// What to do at `now`: ring once (the time is cleared), or wait for what is left of it.
+    fn next(&mut self, now: Instant) -> Next {
+        match self.at.map(|at| at.saturating_duration_since(now)) {
+            None => Next::Wait(None),
+            Some(left) if !left.is_zero() => Next::Wait(Some(left)),
+            Some(_) => {
+                self.at = None;
+                Next::Ring
+            }
+        }
+    }
+}
+
 struct State {
     setting: Mutex<Setting>,
     changed: Condvar,
@@ -75,21 +105,17 @@ pub(crate) struct AlarmThread {
 }
 
 impl AlarmThread {
-    fn spawn(wake: Arc<Notify>) -> std::io::Result<AlarmThread> {
+    /// The alarm, and its thread's handle (dropped, it detaches).
+    fn spawn(wake: Arc<Notify>) -> std::io::Result<(AlarmThread, thread::JoinHandle<()>)> {
         let state = Arc::new(State { setting: Mutex::default(), changed: Condvar::new() });
         let theirs = state.clone();
-        thread::Builder::new().name("blossom-alarm".into()).spawn(move || ring(&theirs, &wake))?;
-        Ok(AlarmThread { state })
+        let handle = thread::Builder::new().name("blossom-alarm".into()).spawn(move || ring(&theirs, &wake))?;
+        Ok((AlarmThread { state }, handle))
     }
 
     /// Notifies at `at` (replacing the time set before), or at once if it has passed.
     fn set(&self, at: Instant) {
-        let mut setting = self.state.lock();
-        let earlier = setting.at.is_none_or(|old| at < old);
-        setting.at = Some(at);
-        drop(setting);
-        // A later time needs no signal: the thread wakes at the old one and waits on.
-        if earlier {
+        if self.state.lock().set(at) {
             self.state.changed.notify_one();
         }
     }
@@ -105,77 +131,77 @@ impl Drop for AlarmThread {
 fn ring(state: &State, wake: &Notify) {
     let mut setting = state.lock();
     while !setting.stopped {
-        setting = match setting.at {
-            None => state.changed.wait(setting).unwrap_or_else(|poisoned| poisoned.into_inner()),
-            Some(at) => match at.checked_duration_since(Instant::now()) {
-                Some(left) if !left.is_zero() => {
-                    state.changed.wait_timeout(setting, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0
-                }
-                _ => {
-                    setting.at = None;
-                    wake.notify_one();
-                    setting
-                }
-            },
+        setting = match setting.next(Instant::now()) {
+            Next::Ring => {
+                wake.notify_one();
+                setting
+            }
+            Next::Wait(None) => state.changed.wait(setting).unwrap_or_else(|poisoned| poisoned.into_inner()),
+            Next::Wait(Some(left)) => {
+                state.changed.wait_timeout(setting, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0
+            }
         };
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
-    fn alarm() -> (Arc<Notify>, AlarmThread) {
-        let wake = Arc::new(Notify::new());
-        let thread = AlarmThread::spawn(wake.clone()).expect("thread");
-        (wake, thread)
-    }
+    const MS: Duration = Duration::from_millis(1);
 
-    /// Waits for a notification for at most `limit` of real time.
-    fn rings_within(wake: &Notify, limit: Duration) -> bool {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
-        runtime.block_on(async { tokio::time::timeout(limit, wake.notified()).await.is_ok() })
-    }
-
+    /// Decisions are taken on made-up instants: no test below waits for time to pass.
     #[test]
     fn rings_once_at_the_time_set() {
-        let (wake, alarm) = alarm();
-        assert!(!rings_within(&wake, Duration::from_millis(20)), "nothing set, nothing rings");
-        alarm.set(Instant::now() + Duration::from_millis(5));
-        assert!(rings_within(&wake, Duration::from_secs(10)));
-        assert!(!rings_within(&wake, Duration::from_millis(30)), "it rang twice");
+        let now = Instant::now();
+        let mut setting = Setting::default();
+        assert_eq!(setting.next(now), Next::Wait(None), "nothing set, nothing rings");
+        assert!(setting.set(now + 5 * MS), "the first time set is told");
+        assert_eq!(setting.next(now), Next::Wait(Some(5 * MS)));
+        assert_eq!(setting.next(now + 5 * MS), Next::Ring);
+        assert_eq!(setting.next(now + 6 * MS), Next::Wait(None), "it rang twice");
     }
 
     #[test]
     fn an_earlier_time_replaces_a_later_one() {
-        let (wake, alarm) = alarm();
-        alarm.set(Instant::now() + Duration::from_secs(3600));
-        alarm.set(Instant::now() + Duration::from_millis(10));
-        assert!(rings_within(&wake, Duration::from_secs(10)));
+        let now = Instant::now();
+        let mut setting = Setting::default();
+        setting.set(now + 3_600_000 * MS);
+        assert!(setting.set(now + 10 * MS), "an earlier time is told");
+        assert_eq!(setting.next(now), Next::Wait(Some(10 * MS)));
     }
 
     #[test]
     fn a_later_time_replaces_an_earlier_one() {
-        let (wake, alarm) = alarm();
-        alarm.set(Instant::now() + Duration::from_millis(30));
-        alarm.set(Instant::now() + Duration::from_secs(3600));
-        assert!(!rings_within(&wake, Duration::from_millis(100)));
+        let now = Instant::now();
+        let mut setting = Setting::default();
+        setting.set(now + 30 * MS);
+        assert!(!setting.set(now + 3_600_000 * MS), "a later time needs no signal");
+        assert_eq!(setting.next(now + 30 * MS), Next::Wait(Some(3_599_970 * MS)), "nothing rings at the old time");
     }
 
     #[test]
-    fn a_time_past_rings_at_once_and_a_dropped_alarm_stops_its_thread() {
-        let (wake, alarm) = alarm();
-        let state = Arc::downgrade(&alarm.state);
+    fn a_time_past_rings_at_once() {
+        let now = Instant::now();
+        let mut setting = Setting::default();
+        setting.set(now);
+        assert_eq!(setting.next(now + MS), Next::Ring);
+    }
+
+    /// The thread itself: it rings for a time already past, and stops when the alarm is dropped.
+    /// Each wait ends on the event; the 10 s bounds only turn a hang into a failure.
+    #[test]
+    fn the_thread_rings_and_stops_when_dropped() {
+        let wake = Arc::new(Notify::new());
+        let (alarm, thread) = AlarmThread::spawn(wake.clone()).expect("thread");
         alarm.set(Instant::now());
-        assert!(rings_within(&wake, Duration::from_secs(10)));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().expect("runtime");
+        let rang = runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), wake.notified()).await });
+        assert!(rang.is_ok(), "the alarm did not ring");
         drop(alarm);
-        // The thread holds the state's other reference until it returns.
-        let started = Instant::now();
-        while state.upgrade().is_some() {
-            assert!(started.elapsed() < Duration::from_secs(10), "the thread did not stop");
-            thread::sleep(Duration::from_millis(1));
-        }
+        let (stopped, joined) = std::sync::mpsc::channel();
+        thread::spawn(move || stopped.send(thread.join()));
+        let joined = joined.recv_timeout(Duration::from_secs(10)).expect("the thread did not stop");
+        assert!(joined.is_ok(), "the thread panicked");
     }
 }

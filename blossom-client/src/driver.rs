@@ -810,10 +810,7 @@ impl Future for ConnDriver {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.project();
         let result = match this.task.project() {
-            ConnTaskProj::H1 { conn } => {
-                crate::prefetch::lines_of(&*conn);
-                std::task::ready!(conn.poll(cx)).map_err(crate::error::BoxError::from)
-            }
+            ConnTaskProj::H1 { conn } => std::task::ready!(conn.poll(cx)).map_err(crate::error::BoxError::from),
             ConnTaskProj::H2 { mut conn } => {
                 let polled = conn.as_mut().poll(cx);
                 if let Some(peer) = conn.stream_limit_changed() {

@@ -1,4 +1,4 @@
-//! Cache prefetch of a future's state before it is polled.
+//! Cache prefetch of a request's future before it is polled.
 //!
 //! With many requests in flight, a request's future has left the cache by the time its response
 //! wakes it, and polling it walks its nested states one after another: each level's read waits
