@@ -1,8 +1,8 @@
 //! `cargo xtask bench [--quick] [--no-criterion] [--instructions]`: the criterion benchmarks,
 //! then the loopback comparison with other clients (markdown table on stdout,
 //! `target/bench/loopback.json`), then the memory figures. `--instructions` adds instructions
-//! per request counted by callgrind: a figure that, unlike req/s, does not move with the load
-//! of a shared machine.
+//! per request counted by callgrind, and L1d misses per request at HTTP/1.1 128 simulated by
+//! cachegrind: figures that, unlike req/s, do not move with the load of a shared machine.
 //!
 //! One `cargo bench --no-run` builds the criterion benches and the two binaries (`compare`,
 //! `memory`) with one set of features, so nothing is built twice; the binaries then run from the
@@ -73,7 +73,7 @@ fn instructions() -> Result<(), String> {
         for client in CLIENTS.into_iter().filter(|c| runs(point, c)) {
             let args =
                 |n: &str| ["--only", client, "--point", point, "--rounds", "1", "--requests", n].map(String::from);
-            per.insert((point, client), marginal(&compare, args, 2_000, 12_000)?);
+            per.insert((point, client), marginal(&compare, Tool::Callgrind, args, 2_000, 12_000)?);
         }
     }
     println!("\nInstructions per request (callgrind; client and server together, as in the comparison)\n");
@@ -91,6 +91,11 @@ fn instructions() -> Result<(), String> {
             ));
         }
     }
+    for (client, value) in l1d_misses(&compare)? {
+        rows.push(format!(
+            "{{\"point\":\"http1:128, one thread\",\"client\":\"{client}\",\"l1d_misses_per_request\":{value:.1}}}"
+        ));
+    }
     for (config, value) in core_instructions()? {
         rows.push(format!(
             "{{\"point\":\"core_path\",\"client\":\"pool-core {config}\",\"instructions_per_request\":{value:.0}}}"
@@ -103,6 +108,28 @@ fn instructions() -> Result<(), String> {
     Ok(())
 }
 
+/// Marginal L1d misses per request at HTTP/1.1 128 on one runtime thread, simulated by cachegrind
+/// with this class of host's caches (48 KiB 12-way L1d, 2 MiB 16-way L2 as the last level): the
+/// bytes a request touches, where instructions per request do not show them. With 128 requests in
+/// rotation each one's state has left L1 by its turn, so what it touches is what it misses.
+fn l1d_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, f64)>, String> {
+    let mut misses = Vec::new();
+    for client in ["raw", "blossom"] {
+        let args = |n: &str| {
+            ["--only", client, "--point", "http1:128", "--workers", "1", "--rounds", "1", "--requests", n]
+                .map(String::from)
+        };
+        misses.push((client, marginal(compare, Tool::Cachegrind, args, 2_000, 12_000)?));
+    }
+    println!("\nL1d misses per request (cachegrind, http1:128 on one runtime thread; client and server together)\n");
+    println!("| client | L1d misses per request | vs raw |");
+    println!("|---|---:|---:|");
+    for (client, value) in &misses {
+        println!("| {client} | {value:.1} | {:.3} |", value / misses[0].1);
+    }
+    Ok(misses)
+}
+
 /// Marginal instructions per request on pool-core's path (the `core_path` bench's loop, run by
 /// the `core_loop` binary) with every component on and off: the criterion figure's count, which
 /// does not move with the machine as its nanoseconds do.
@@ -110,7 +137,10 @@ fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
     let program = target_dir().join("release").join(format!("core_loop{}", std::env::consts::EXE_SUFFIX));
     let mut counts = Vec::new();
     for (config, name) in [("on", "all on"), ("off", "all off")] {
-        counts.push((name, marginal(&program, |n: &str| [config, n].map(String::from), 10_000, 110_000)?));
+        counts.push((
+            name,
+            marginal(&program, Tool::Callgrind, |n: &str| [config, n].map(String::from), 10_000, 110_000)?,
+        ));
     }
     println!("\nInstructions per request on pool-core's path (callgrind; the `core_path` bench's loop)\n");
     println!("| components | instructions per request |");
@@ -121,11 +151,46 @@ fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
     Ok(counts)
 }
 
-/// Instructions per request that `program` spends beyond its start-up: run under callgrind with
-/// `few` and with `many` requests (`args` given the number), both at once, the difference
+/// What [`marginal`] counts.
+#[derive(Clone, Copy)]
+enum Tool {
+    /// Instructions.
+    Callgrind,
+    /// L1d misses, reads and writes.
+    Cachegrind,
+}
+
+impl Tool {
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Tool::Callgrind => &["--tool=callgrind", "--callgrind-out-file=/dev/null"],
+            Tool::Cachegrind => &[
+                "--tool=cachegrind",
+                "--cache-sim=yes",
+                "--D1=49152,12,64",
+                "--LL=2097152,16,64",
+                "--cachegrind-out-file=/dev/null",
+            ],
+        }
+    }
+
+    /// The total in the tool's report on stderr.
+    fn total(self, stderr: &str) -> Option<u64> {
+        let label = match self {
+            Tool::Callgrind => "Collected : ",
+            Tool::Cachegrind => "D1  misses: ",
+        };
+        let value = stderr.lines().find_map(|l| l.split(label).nth(1))?;
+        value.split_whitespace().next()?.replace(',', "").parse().ok()
+    }
+}
+
+/// What `program` spends per request beyond its start-up, as `tool` counts it: run under valgrind
+/// with `few` and with `many` requests (`args` given the number), both at once, the difference
 /// divided by `many - few`.
 fn marginal<const N: usize>(
     program: &std::path::Path,
+    tool: Tool,
     args: impl Fn(&str) -> [String; N],
     few: u64,
     many: u64,
@@ -134,20 +199,20 @@ fn marginal<const N: usize>(
     let [first, second] = [few, many].map(|n| {
         let args = args(&n.to_string());
         let command = format!("{name} {}", args.join(" "));
-        eprintln!("$ valgrind --tool=callgrind {command}");
-        callgrind(program, &args).map(|child| (child, command))
+        eprintln!("$ valgrind {} {command}", tool.args()[0]);
+        valgrind(tool, program, &args).map(|child| (child, command))
     });
     let count = |run: Result<(std::process::Child, String), String>| {
-        run.and_then(|(child, command)| collected_instructions(child, &command))
+        run.and_then(|(child, command)| collected(tool, child, &command))
     };
     let (few_count, many_count) = (count(first)?, count(second)?);
     Ok((many_count as f64 - few_count as f64) / (many - few) as f64)
 }
 
-/// Starts `program` under callgrind, its report kept for [`collected_instructions`].
-fn callgrind(program: &std::path::Path, args: &[String]) -> Result<std::process::Child, String> {
+/// Starts `program` under valgrind's `tool`, its report kept for [`collected`].
+fn valgrind(tool: Tool, program: &std::path::Path, args: &[String]) -> Result<std::process::Child, String> {
     Command::new("valgrind")
-        .args(["--tool=callgrind", "--callgrind-out-file=/dev/null"])
+        .args(tool.args())
         .arg(program)
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -156,12 +221,23 @@ fn callgrind(program: &std::path::Path, args: &[String]) -> Result<std::process:
         .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))
 }
 
-/// Waits for a [`callgrind`] run and reads the total it reports on stderr.
-fn collected_instructions(child: std::process::Child, what: &str) -> Result<u64, String> {
+/// Waits for a [`valgrind`] run and reads the total it reports on stderr.
+fn collected(tool: Tool, child: std::process::Child, what: &str) -> Result<u64, String> {
     let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
-    String::from_utf8_lossy(&output.stderr)
-        .lines()
-        .find_map(|l| l.split("Collected : ").nth(1))
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| format!("no instruction count from callgrind for {what}"))
+    tool.total(&String::from_utf8_lossy(&output.stderr)).ok_or_else(|| format!("no total from valgrind for {what}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tool;
+
+    #[test]
+    fn each_tool_reads_its_own_total_from_valgrinds_report() {
+        let callgrind = "==1== Events    : Ir\n==1== Collected : 715613161\n==1==\n";
+        let cachegrind = "==2== D1  misses:      6,474,089  (  4,033,086 rd   +   2,441,003 wr)\n\
+                          ==2== LLd misses:        220,683  (     40,560 rd   +     180,123 wr)\n";
+        assert_eq!(Tool::Callgrind.total(callgrind), Some(715_613_161));
+        assert_eq!(Tool::Cachegrind.total(cachegrind), Some(6_474_089));
+        assert_eq!(Tool::Cachegrind.total(callgrind), None, "a report without the line is no total");
+    }
 }
