@@ -112,6 +112,7 @@ fn instructions() -> Result<(), String> {
 /// with this class of host's caches (48 KiB 12-way L1d, 2 MiB 16-way L2 as the last level): the
 /// bytes a request touches, where instructions per request do not show them. With 128 requests in
 /// rotation each one's state has left L1 by its turn, so what it touches is what it misses.
+/// Cachegrind does not model prefetches: lines a prefetch brings in early count as misses still.
 fn l1d_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, f64)>, String> {
     let mut misses = Vec::new();
     for client in ["raw", "blossom"] {
