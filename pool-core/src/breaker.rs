@@ -488,7 +488,15 @@ impl Breaker {
     }
 
     /// Applies time-driven transitions: OPEN time passed, HALF_OPEN waited too long.
+    #[inline]
     pub fn handle_timeout(&mut self, now: Time) {
+        // Only OPEN and HALF_OPEN move with time: every call and outcome asks, told here inline.
+        if matches!(self.state, S::Open | S::HalfOpen) {
+            self.move_with_time(now);
+        }
+    }
+
+    fn move_with_time(&mut self, now: Time) {
         if self.state == S::Open && now >= self.open_until {
             self.transition(now, S::HalfOpen, R::OpenTimeoutElapsed);
         }

@@ -851,6 +851,8 @@ impl Pool {
             }
         }
         let idle = &mut self.endpoints[endpoint].idle;
+        // Already on top (the usual case: this thread released it last) needs no search.
+        let prefer = prefer.filter(|&prefer| idle.last() != Some(&prefer));
         if let Some(at) = prefer.and_then(|prefer| idle.iter().rposition(|&id| id == prefer)) {
             // To the top of the stack: the loop below takes it first, and checks its age.
             let id = idle.remove(at);
