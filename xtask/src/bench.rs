@@ -113,6 +113,7 @@ fn instructions() -> Result<(), String> {
 /// bytes a request touches, where instructions per request do not show them. With 128 requests in
 /// rotation each one's state has left L1 by its turn, so what it touches is what it misses.
 /// Cachegrind does not model prefetches: lines a prefetch brings in early count as misses still.
+/// Threads interleave differently from run to run, so the figure moves by about 2 % between runs.
 fn l1d_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, f64)>, String> {
     let mut misses = Vec::new();
     for client in ["raw", "blossom"] {
