@@ -93,7 +93,7 @@ fn instructions() -> Result<(), String> {
     }
     for (client, value) in l1d_misses(&compare)? {
         rows.push(format!(
-            "{{\"point\":\"http1:128, one thread\",\"client\":\"{client}\",\"l1d_misses_per_request\":{value:.1}}}"
+            "{{\"point\":\"http1:128\",\"workers\":1,\"client\":\"{client}\",\"l1d_misses_per_request\":{value:.1}}}"
         ));
     }
     for (config, value) in core_instructions()? {
