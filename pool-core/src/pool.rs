@@ -851,12 +851,10 @@ impl Pool {
             }
         }
         let idle = &mut self.endpoints[endpoint].idle;
-        // Already on top (the usual case: this thread released it last) needs no search.
-        let prefer = prefer.filter(|&prefer| idle.last() != Some(&prefer));
         if let Some(at) = prefer.and_then(|prefer| idle.iter().rposition(|&id| id == prefer)) {
-            // To the top of the stack: the loop below takes it first, and checks its age.
-            let id = idle.remove(at);
-            idle.push(id);
+            // To the top of the stack, in place (nothing moves when it is there already, the usual
+            // case): the loop below takes it first, and checks its age.
+            idle[at..].rotate_left(1);
         }
         while let Some(id) = self.endpoints[endpoint].idle.pop() {
             let conn = self.conn(id).copied().expect("idle list holds live connections");

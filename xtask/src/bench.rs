@@ -48,9 +48,14 @@ fn target_dir() -> PathBuf {
     }
 }
 
-/// Runs a binary of the `benches` crate as `cargo bench` built it (the `bench` profile).
+/// Where `cargo bench` put a binary of the `benches` crate (the `bench` profile's directory).
+fn release_binary(name: &str) -> PathBuf {
+    target_dir().join("release").join(format!("{name}{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Runs a binary of the `benches` crate as `cargo bench` built it.
 fn binary(name: &str, args: &[&str]) -> Result<(), String> {
-    let path = target_dir().join("release").join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    let path = release_binary(name);
     eprintln!("$ {} {}", path.display(), args.join(" "));
     let status = Command::new(&path)
         .args(args)
@@ -67,13 +72,14 @@ fn instructions() -> Result<(), String> {
     const CLIENTS: [&str; 6] = ["raw", "raw-h2", "hyper-util", "blossom", "blossom-off", "blossom-on"];
     const POINTS: [&str; 2] = ["http1:16", "h2c:128"];
     let runs = |point: &str, client: &str| client != "raw-h2" || point.starts_with("h2c");
-    let compare = target_dir().join("release").join(format!("compare{}", std::env::consts::EXE_SUFFIX));
+    let compare = release_binary("compare");
     let mut per = std::collections::HashMap::new();
     for point in POINTS {
         for client in CLIENTS.into_iter().filter(|c| runs(point, c)) {
-            let args =
-                |n: &str| ["--only", client, "--point", point, "--rounds", "1", "--requests", n].map(String::from);
-            per.insert((point, client), marginal(&compare, Tool::Callgrind, args, 2_000, 12_000)?);
+            per.insert(
+                (point, client),
+                marginal(&compare, Tool::Callgrind, one_round(client, point, "2"), 2_000, 12_000)?,
+            );
         }
     }
     println!("\nInstructions per request (callgrind; client and server together, as in the comparison)\n");
@@ -117,11 +123,7 @@ fn instructions() -> Result<(), String> {
 fn l1d_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, f64)>, String> {
     let mut misses = Vec::new();
     for client in ["raw", "blossom"] {
-        let args = |n: &str| {
-            ["--only", client, "--point", "http1:128", "--workers", "1", "--rounds", "1", "--requests", n]
-                .map(String::from)
-        };
-        misses.push((client, marginal(compare, Tool::Cachegrind, args, 2_000, 12_000)?));
+        misses.push((client, marginal(compare, Tool::Cachegrind, one_round(client, "http1:128", "1"), 2_000, 12_000)?));
     }
     println!("\nL1d misses per request (cachegrind, http1:128 on one runtime thread; client and server together)\n");
     println!("| client | L1d misses per request | vs raw |");
@@ -132,11 +134,19 @@ fn l1d_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, f64)>, Str
     Ok(misses)
 }
 
+/// `compare`'s arguments for one round of `client` alone at `point` on `workers` runtime threads,
+/// given the number of measured requests.
+fn one_round<'a>(client: &'a str, point: &'a str, workers: &'a str) -> impl Fn(&str) -> [String; 10] + 'a {
+    move |n| {
+        ["--only", client, "--point", point, "--workers", workers, "--rounds", "1", "--requests", n].map(String::from)
+    }
+}
+
 /// Marginal instructions per request on pool-core's path (the `core_path` bench's loop, run by
 /// the `core_loop` binary) with every component on and off: the criterion figure's count, which
 /// does not move with the machine as its nanoseconds do.
 fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
-    let program = target_dir().join("release").join(format!("core_loop{}", std::env::consts::EXE_SUFFIX));
+    let program = release_binary("core_loop");
     let mut counts = Vec::new();
     for (config, name) in [("on", "all on"), ("off", "all off")] {
         counts.push((
