@@ -78,7 +78,7 @@ fn instructions() -> Result<(), String> {
         for client in CLIENTS.into_iter().filter(|c| runs(point, c)) {
             per.insert(
                 (point, client),
-                marginal(&compare, Tool::Callgrind, one_round(client, point, "2"), 2_000, 12_000)?,
+                marginal(&compare, Tool::Callgrind, one_round(client, point, "2"), 2_000, 12_000)?[0],
             );
         }
     }
@@ -97,9 +97,10 @@ fn instructions() -> Result<(), String> {
             ));
         }
     }
-    for (client, value) in l1d_misses(&compare)? {
+    for (client, misses) in cache_misses(&compare)? {
         rows.push(format!(
-            "{{\"point\":\"http1:128\",\"workers\":1,\"client\":\"{client}\",\"l1d_misses_per_request\":{value:.1}}}"
+            "{{\"point\":\"http1:128\",\"workers\":1,\"client\":\"{client}\",\"l1d_misses_per_request\":{:.1},\"l1i_misses_per_request\":{:.1}}}",
+            misses.data, misses.code
         ));
     }
     for (config, value) in core_instructions()? {
@@ -114,22 +115,34 @@ fn instructions() -> Result<(), String> {
     Ok(())
 }
 
-/// Marginal L1d misses per request at HTTP/1.1 128 on one runtime thread, simulated by cachegrind
-/// with this class of host's caches (48 KiB 12-way L1d, 2 MiB 16-way L2 as the last level): the
-/// bytes a request touches, where instructions per request do not show them. With 128 requests in
-/// rotation each one's state has left L1 by its turn, so what it touches is what it misses.
-/// Cachegrind does not model prefetches: lines a prefetch brings in early count as misses still.
-/// Threads interleave differently from run to run, so the figure moves by about 2 % between runs.
-fn l1d_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, f64)>, String> {
+/// L1 misses per request, as cachegrind simulates them.
+struct CacheMisses {
+    /// L1d, reads and writes: the data a request touches.
+    data: f64,
+    /// L1i: the code a request runs.
+    code: f64,
+}
+
+/// Marginal L1d and L1i misses per request at HTTP/1.1 128 on one runtime thread, simulated by
+/// cachegrind with this class of host's caches (64 KiB 16-way L1i, 48 KiB 12-way L1d, 2 MiB 16-way
+/// L2 as the last level): the bytes of data and of code a request touches, where instructions per
+/// request do not show them. With 128 requests in rotation each one's state has left L1 by its
+/// turn, so what it touches is what it misses. Client and server share the simulated core, as
+/// valgrind runs one thread at a time. Cachegrind does not model prefetches: lines a prefetch
+/// brings in early count as misses still. Threads interleave differently from run to run, so the
+/// figures move by about 2 % between runs.
+fn cache_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, CacheMisses)>, String> {
     let mut misses = Vec::new();
     for client in ["raw", "blossom"] {
-        misses.push((client, marginal(compare, Tool::Cachegrind, one_round(client, "http1:128", "1"), 2_000, 12_000)?));
+        let counts = marginal(compare, Tool::Cachegrind, one_round(client, "http1:128", "1"), 2_000, 12_000)?;
+        misses.push((client, CacheMisses { data: counts[0], code: counts[1] }));
     }
-    println!("\nL1d misses per request (cachegrind, http1:128 on one runtime thread; client and server together)\n");
-    println!("| client | L1d misses per request | vs raw |");
-    println!("|---|---:|---:|");
-    for (client, value) in &misses {
-        println!("| {client} | {value:.1} | {:.3} |", value / misses[0].1);
+    println!("\nL1 misses per request (cachegrind, http1:128 on one runtime thread; client and server together)\n");
+    println!("| client | L1d misses per request | vs raw | L1i misses per request | vs raw |");
+    println!("|---|---:|---:|---:|---:|");
+    let raw = &misses[0].1;
+    for (client, m) in &misses {
+        println!("| {client} | {:.1} | {:.3} | {:.1} | {:.3} |", m.data, m.data / raw.data, m.code, m.code / raw.code);
     }
     Ok(misses)
 }
@@ -151,7 +164,7 @@ fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
     for (config, name) in [("on", "all on"), ("off", "all off")] {
         counts.push((
             name,
-            marginal(&program, Tool::Callgrind, |n: &str| [config, n].map(String::from), 10_000, 110_000)?,
+            marginal(&program, Tool::Callgrind, |n: &str| [config, n].map(String::from), 10_000, 110_000)?[0],
         ));
     }
     println!("\nInstructions per request on pool-core's path (callgrind; the `core_path` bench's loop)\n");
@@ -168,7 +181,7 @@ fn core_instructions() -> Result<Vec<(&'static str, f64)>, String> {
 enum Tool {
     /// Instructions.
     Callgrind,
-    /// L1d misses, reads and writes.
+    /// L1d misses (reads and writes), then L1i misses.
     Cachegrind,
 }
 
@@ -179,6 +192,7 @@ impl Tool {
             Tool::Cachegrind => &[
                 "--tool=cachegrind",
                 "--cache-sim=yes",
+                "--I1=65536,16,64",
                 "--D1=49152,12,64",
                 "--LL=2097152,16,64",
                 "--cachegrind-out-file=/dev/null",
@@ -186,27 +200,31 @@ impl Tool {
         }
     }
 
-    /// The total in the tool's report on stderr.
-    fn total(self, stderr: &str) -> Option<u64> {
-        let label = match self {
-            Tool::Callgrind => "Collected : ",
-            Tool::Cachegrind => "D1  misses: ",
+    /// The totals in the tool's report on stderr, in the order [`Tool`] gives; none unless all
+    /// are there.
+    fn totals(self, stderr: &str) -> Option<Vec<u64>> {
+        let labels: &[&str] = match self {
+            Tool::Callgrind => &["Collected : "],
+            Tool::Cachegrind => &["D1  misses: ", "I1  misses: "],
         };
-        let value = stderr.lines().find_map(|l| l.split(label).nth(1))?;
-        value.split_whitespace().next()?.replace(',', "").parse().ok()
+        let total = |label: &str| {
+            let value = stderr.lines().find_map(|l| l.split(label).nth(1))?;
+            value.split_whitespace().next()?.replace(',', "").parse().ok()
+        };
+        labels.iter().map(|label| total(label)).collect()
     }
 }
 
-/// What `program` spends per request beyond its start-up, as `tool` counts it: run under valgrind
-/// with `few` and with `many` requests (`args` given the number), both at once, the difference
-/// divided by `many - few`.
+/// What `program` spends per request beyond its start-up, each of `tool`'s totals: run under
+/// valgrind with `few` and with `many` requests (`args` given the number), both at once, the
+/// difference divided by `many - few`.
 fn marginal<const N: usize>(
     program: &std::path::Path,
     tool: Tool,
     args: impl Fn(&str) -> [String; N],
     few: u64,
     many: u64,
-) -> Result<f64, String> {
+) -> Result<Vec<f64>, String> {
     let name = program.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
     let [first, second] = [few, many].map(|n| {
         let args = args(&n.to_string());
@@ -217,8 +235,8 @@ fn marginal<const N: usize>(
     let count = |run: Result<(std::process::Child, String), String>| {
         run.and_then(|(child, command)| collected(tool, child, &command))
     };
-    let (few_count, many_count) = (count(first)?, count(second)?);
-    Ok((many_count as f64 - few_count as f64) / (many - few) as f64)
+    let (few_counts, many_counts) = (count(first)?, count(second)?);
+    Ok(few_counts.iter().zip(&many_counts).map(|(&a, &b)| (b as f64 - a as f64) / (many - few) as f64).collect())
 }
 
 /// Starts `program` under valgrind's `tool`, its report kept for [`collected`].
@@ -233,10 +251,10 @@ fn valgrind(tool: Tool, program: &std::path::Path, args: &[String]) -> Result<st
         .map_err(|e| format!("cannot run valgrind (is it installed?): {e}"))
 }
 
-/// Waits for a [`valgrind`] run and reads the total it reports on stderr.
-fn collected(tool: Tool, child: std::process::Child, what: &str) -> Result<u64, String> {
+/// Waits for a [`valgrind`] run and reads the totals it reports on stderr.
+fn collected(tool: Tool, child: std::process::Child, what: &str) -> Result<Vec<u64>, String> {
     let output = child.wait_with_output().map_err(|e| format!("valgrind: {e}"))?;
-    tool.total(&String::from_utf8_lossy(&output.stderr)).ok_or_else(|| format!("no total from valgrind for {what}"))
+    tool.totals(&String::from_utf8_lossy(&output.stderr)).ok_or_else(|| format!("no total from valgrind for {what}"))
 }
 
 #[cfg(test)]
@@ -244,12 +262,17 @@ mod tests {
     use super::Tool;
 
     #[test]
-    fn each_tool_reads_its_own_total_from_valgrinds_report() {
+    fn each_tool_reads_its_own_totals_from_valgrinds_report() {
         let callgrind = "==1== Events    : Ir\n==1== Collected : 715613161\n==1==\n";
-        let cachegrind = "==2== D1  misses:      6,474,089  (  4,033,086 rd   +   2,441,003 wr)\n\
+        let cachegrind = "==2== I   refs:      978,826,061\n\
+                          ==2== I1  misses:     43,338,938\n\
+                          ==2== LLi misses:          9,021\n\
+                          ==2== D1  misses:      6,474,089  (  4,033,086 rd   +   2,441,003 wr)\n\
                           ==2== LLd misses:        220,683  (     40,560 rd   +     180,123 wr)\n";
-        assert_eq!(Tool::Callgrind.total(callgrind), Some(715_613_161));
-        assert_eq!(Tool::Cachegrind.total(cachegrind), Some(6_474_089));
-        assert_eq!(Tool::Cachegrind.total(callgrind), None, "a report without the line is no total");
+        assert_eq!(Tool::Callgrind.totals(callgrind), Some(vec![715_613_161]));
+        assert_eq!(Tool::Cachegrind.totals(cachegrind), Some(vec![6_474_089, 43_338_938]), "L1d, then L1i");
+        assert_eq!(Tool::Cachegrind.totals(callgrind), None, "a report without the lines is no total");
+        let without_code = cachegrind.replace("I1  misses", "I1 elided");
+        assert_eq!(Tool::Cachegrind.totals(&without_code), None, "every total or none");
     }
 }
