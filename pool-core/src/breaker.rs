@@ -313,6 +313,7 @@ impl Window {
         self.total = Counts::default();
     }
 
+    #[inline]
     fn drop_slot(&mut self, idx: u64) {
         let old = std::mem::take(&mut self.slots[idx as usize]);
         self.total.calls -= old.calls;
@@ -321,6 +322,7 @@ impl Window {
     }
 
     /// Records one call and returns the window's totals.
+    #[inline]
     fn record(&mut self, now: Time, failure: bool, slow: bool) -> Counts {
         let len = self.slots.len() as u64;
         let idx = if self.by_time {
@@ -399,6 +401,7 @@ impl Breaker {
     }
 
     /// Whether `try_acquire(now)` would admit; changes nothing.
+    #[inline]
     pub fn would_admit(&self, now: Time) -> bool {
         match self.state {
             S::Closed | S::Disabled => true,
@@ -410,6 +413,7 @@ impl Breaker {
 
     /// Whether the breaker is waiting for a probe it would admit now: OPEN with its open time
     /// passed, or HALF_OPEN with a free probe slot.
+    #[inline]
     pub fn wants_probe(&self, now: Time) -> bool {
         match self.state {
             S::Open => now >= self.open_until,
@@ -436,11 +440,13 @@ impl Breaker {
     }
 
     /// When OPEN ends, if open.
+    #[inline]
     pub fn reopens_at(&self) -> Option<Time> {
         (self.state == S::Open).then_some(self.open_until)
     }
 
     /// Asks to make a call; moves OPEN to HALF_OPEN once the open time has passed.
+    #[inline]
     pub fn try_acquire(&mut self, now: Time) -> Admission {
         self.handle_timeout(now);
         let retry_at = match self.state {
@@ -456,6 +462,7 @@ impl Breaker {
     }
 
     /// Reports how an admitted call ended and how long it took; stale permits change nothing.
+    #[inline]
     pub fn on_outcome(&mut self, now: Time, permit: Permit, outcome: Outcome, duration: Duration) {
         self.handle_timeout(now);
         if permit.generation != self.generation {
@@ -519,6 +526,7 @@ impl Breaker {
         self.events.pop_front()
     }
 
+    #[inline]
     pub(crate) fn has_events(&self) -> bool {
         !self.events.is_empty()
     }
@@ -563,6 +571,7 @@ impl Breaker {
         self.state == S::HalfOpen && wait.is_some_and(|w| now >= self.half_open_since + w)
     }
 
+    #[inline]
     fn record_closed(&mut self, now: Time, outcome: Outcome, duration: Duration) {
         let failure = match outcome {
             Outcome::Success => false,

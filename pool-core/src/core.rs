@@ -363,6 +363,7 @@ impl Core {
     }
 
     /// Where and how to send an attempt of `request`.
+    #[inline]
     pub fn begin(&mut self, now: Time, request: &Request) -> Decision {
         let (breakers, health, paused) = (&self.breakers, &self.health, &self.paused);
         // A recovering endpoint's breaker waits for probes: give it one before routing by strategy,
@@ -444,6 +445,7 @@ impl Core {
     }
 
     /// Reports how an admitted attempt ended. Connection release is separate ([`Pool::release`]).
+    #[inline]
     pub fn finish(&mut self, now: Time, ticket: Ticket, outcome: Outcome) {
         let endpoint = ticket.endpoint;
         let latency = now.saturating_since(ticket.started);
@@ -591,6 +593,7 @@ impl Core {
 
     /// Whether a grant, a close or an event waits to be polled: a driver with nothing else to
     /// do may skip polling when this is false (the usual case after `begin` and `finish`).
+    #[inline]
     pub fn has_output(&self) -> bool {
         self.pool.has_output()
             || !self.events.is_empty()
@@ -656,11 +659,13 @@ impl Core {
     }
 
     /// The pool's accounting.
+    #[inline]
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
     /// The pool, to report connections opened, released and closed.
+    #[inline]
     pub fn pool_mut(&mut self) -> &mut Pool {
         &mut self.pool
     }
@@ -706,6 +711,7 @@ impl Core {
     }
 
     /// Requests in flight across all endpoints.
+    #[inline]
     pub fn in_flight(&self) -> u32 {
         self.in_flight
     }

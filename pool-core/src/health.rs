@@ -257,6 +257,7 @@ impl HealthTracker {
     }
 
     /// A request to `endpoint` succeeded: its run of failures ends.
+    #[inline]
     pub fn on_request_success(&mut self, _now: Time, endpoint: usize) {
         self.endpoints[endpoint].failures = 0;
     }
@@ -365,6 +366,7 @@ impl HealthTracker {
     }
 
     /// Where `endpoint` stands at `now`; an ejection ends by itself when its time runs out.
+    #[inline]
     pub fn status(&self, endpoint: usize, now: Time) -> EndpointStatus {
         let ep = &self.endpoints[endpoint];
         match ep.ejected_until {
@@ -375,6 +377,7 @@ impl HealthTracker {
     }
 
     /// Whether traffic may go to `endpoint`: it is healthy, or panic mode is on.
+    #[inline]
     pub fn is_usable(&self, endpoint: usize, now: Time) -> bool {
         self.endpoints[endpoint].healthy(now) || self.panic_mode(now)
     }
@@ -405,6 +408,7 @@ impl HealthTracker {
         self.events.queue.pop_front()
     }
 
+    #[inline]
     pub(crate) fn has_events(&self) -> bool {
         !self.events.queue.is_empty()
     }

@@ -7,6 +7,9 @@
 //! code run in production, in property tests and in a deterministic simulation.
 //!
 //! [`Core`] composes every component for one client; each component is usable alone too.
+//!
+//! The functions a request goes through are `#[inline]`: the driver's crate compiles them beside
+//! its own request path instead of calling across the crate boundary.
 #![warn(missing_docs)]
 
 mod breaker;

@@ -112,6 +112,7 @@ impl RateLimiter {
     }
 
     /// Takes one permit if one is available at `now` and no pause is in force.
+    #[inline]
     pub fn try_acquire(&mut self, now: Time) -> Acquire {
         let earliest = self.earliest(now);
         if earliest > now {
@@ -127,6 +128,7 @@ impl RateLimiter {
     }
 
     /// When [`try_acquire`](Self::try_acquire) would next be granted (`now` if it would be now).
+    #[inline]
     pub fn earliest(&self, now: Time) -> Time {
         let by_rate = Time::from_nanos(self.tat.saturating_sub(self.tolerance)); // ZERO when unlimited
         now.max(by_rate).max(self.paused_until.unwrap_or(Time::ZERO))

@@ -177,6 +177,7 @@ impl Optimizer {
     }
 
     /// Records a request that ended at `now`, took `duration`, with `concurrency` in flight.
+    #[inline]
     pub fn record(&mut self, now: Time, duration: Duration, concurrency: u32) {
         let latency = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
         let sample = Sample { at: now.as_nanos(), latency, concurrency };

@@ -410,6 +410,7 @@ impl Pool {
     }
 
     /// An endpoint's current cap.
+    #[inline]
     pub fn target(&self, endpoint: usize) -> u32 {
         self.endpoints[endpoint].target
     }
@@ -430,6 +431,7 @@ impl Pool {
     /// before the most recently released one. A driver passes the connection its thread
     /// released last: that connection's buffers and socket are still in this core's caches,
     /// where another thread's last one is not.
+    #[inline]
     pub fn checkout_preferring(
         &mut self,
         now: Time,
@@ -545,6 +547,7 @@ impl Pool {
     }
 
     /// A request is done with its connection. `reusable` is false after any error on it.
+    #[inline]
     pub fn release(&mut self, now: Time, id: ConnId, reusable: bool) {
         let max_lifetime = self.config.max_lifetime;
         let max_idle = self.config.max_idle_per_endpoint as usize;
@@ -672,6 +675,7 @@ impl Pool {
         self.grants.pop_front()
     }
 
+    #[inline]
     pub(crate) fn has_output(&self) -> bool {
         !self.grants.is_empty() || !self.closes.is_empty()
     }
@@ -811,6 +815,7 @@ impl Pool {
         total
     }
 
+    #[inline]
     fn conn(&self, id: ConnId) -> Option<&Conn> {
         let slot = self.slots.get(id.index as usize)?;
         if slot.generation != id.generation {
@@ -819,6 +824,7 @@ impl Pool {
         slot.conn.as_ref()
     }
 
+    #[inline]
     fn conn_mut(&mut self, id: ConnId) -> Option<&mut Conn> {
         let slot = self.slots.get_mut(id.index as usize)?;
         if slot.generation != id.generation {
@@ -827,6 +833,7 @@ impl Pool {
         slot.conn.as_mut()
     }
 
+    #[inline]
     fn idle_expiry(&self, conn: &Conn) -> Option<(Time, CloseReason)> {
         let State::Ready { in_use: 0, idle_since, .. } = conn.state else { return None };
         let idle = (idle_since + self.config.idle_timeout, CloseReason::IdleTimeout);
@@ -836,12 +843,14 @@ impl Pool {
         }
     }
 
+    #[inline]
     fn has_room(&self, endpoint: usize) -> bool {
         let ep = &self.endpoints[endpoint];
         ep.open < ep.target && self.open_total < self.config.max_total
     }
 
     /// Serves a checkout for `endpoint` now, if anything is free.
+    #[inline]
     fn try_serve(&mut self, now: Time, endpoint: usize, prefer: Option<ConnId>) -> Option<Checkout> {
         // No HTTP/2 connection open (always so over HTTP/1.1): no stream counts.
         let streams_at_target = !self.endpoints[endpoint].shared.is_empty() && self.streams_at_target(endpoint);
@@ -892,6 +901,7 @@ impl Pool {
         None
     }
 
+    #[inline]
     fn take_shared(&mut self, endpoint: usize) -> Option<ConnId> {
         let shared = &self.endpoints[endpoint].shared;
         let mut best: Option<(ConnId, u32)> = None;
@@ -979,6 +989,7 @@ impl Pool {
     }
 
     /// Serves waiters, oldest first across endpoints, while anything is free.
+    #[inline]
     fn dispatch(&mut self, now: Time) {
         // The usual case on release: nobody waits (`check_invariants` holds `waiting_total` to the queues).
         if self.waiting_total == 0 {
@@ -1014,6 +1025,7 @@ impl Pool {
 
     /// Whether `endpoint`'s HTTP/2 streams in flight reached its target, when they count
     /// against it (`streams_within_target`).
+    #[inline]
     fn streams_at_target(&self, endpoint: usize) -> bool {
         if !self.config.streams_within_target {
             return false;

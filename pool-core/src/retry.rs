@@ -253,6 +253,7 @@ impl RetryPolicy {
     }
 
     /// A new request (first attempt) was sent: deposits into the budget.
+    #[inline]
     pub fn on_request(&mut self, now: Time) {
         self.budget.deposit(now);
     }

@@ -153,6 +153,7 @@ impl Router {
     }
 
     /// Chooses a `Ready` endpoint; `availability(i)` is asked once per endpoint.
+    #[inline]
     pub fn pick(&mut self, now: Time, mut availability: impl FnMut(usize) -> Availability) -> Pick {
         self.ready.clear();
         let mut earliest: Option<Time> = None;
@@ -187,6 +188,7 @@ impl Router {
     }
 
     /// A request was sent to `endpoint`.
+    #[inline]
     pub fn on_start(&mut self, endpoint: usize) {
         let e = &mut self.endpoints[endpoint];
         e.in_flight = e.in_flight.saturating_add(1);
@@ -194,6 +196,7 @@ impl Router {
 
     /// A request to `endpoint` ended; `rtt` feeds the Peak-EWMA estimate (None skips it, e.g. on
     /// cancel). Only the least-loaded strategy reads the estimate, so only it keeps one.
+    #[inline]
     pub fn on_finish(&mut self, now: Time, endpoint: usize, rtt: Option<Duration>) {
         let decay_ns = self.decay_ns;
         let e = &mut self.endpoints[endpoint];
@@ -212,6 +215,7 @@ impl Router {
     }
 
     /// Requests in flight to `endpoint`.
+    #[inline]
     pub fn in_flight(&self, endpoint: usize) -> u32 {
         self.endpoints[endpoint].in_flight
     }

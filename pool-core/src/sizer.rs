@@ -459,6 +459,7 @@ impl Sizer {
     }
 
     /// The current target size.
+    #[inline]
     pub fn target(&self) -> u32 {
         self.target
     }
@@ -469,6 +470,7 @@ impl Sizer {
     }
 
     /// Records a finished request and lets the policy adjust the target.
+    #[inline]
     pub fn on_sample(&mut self, now: Time, sample: Sample) {
         self.policy.on_sample(now, &sample);
         self.adjust(now);
@@ -489,6 +491,7 @@ impl Sizer {
         self.events.pop_front()
     }
 
+    #[inline]
     pub(crate) fn has_events(&self) -> bool {
         !self.events.is_empty()
     }
@@ -498,6 +501,7 @@ impl Sizer {
         self.dropped_events
     }
 
+    #[inline]
     fn adjust(&mut self, now: Time) {
         let from = self.target;
         let to = self.policy.adjust(now, from).clamp(self.min, self.max);
