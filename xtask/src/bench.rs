@@ -130,8 +130,8 @@ struct CacheMisses {
 /// turn, so what it touches is what it misses. Client and server share the simulated core, as
 /// valgrind runs one thread at a time. Cachegrind does not model prefetches: lines a prefetch
 /// brings in early count as misses still. Threads interleave differently from run to run, so the
-/// figures move by about 2 % between runs; L1i moves with the code's layout too (by up to a quarter from
-/// one build to the next for unchanged code), so compare clients within one build.
+/// figures move by about 2 % between runs; L1i moves with the code's layout too, by up to a
+/// quarter from one build to the next for unchanged code, so compare clients within one build.
 fn cache_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, CacheMisses)>, String> {
     let mut misses = Vec::new();
     for client in ["raw", "blossom"] {
