@@ -136,7 +136,8 @@ fn cache_misses(compare: &std::path::Path) -> Result<Vec<(&'static str, CacheMis
     let mut misses = Vec::new();
     for client in ["raw", "blossom"] {
         let counts = marginal(compare, Tool::Cachegrind, one_round(client, "http1:128", "1"), 2_000, 12_000)?;
-        misses.push((client, CacheMisses { data: counts[0], code: counts[1] }));
+        let &[data, code] = counts.as_slice() else { return Err(format!("cachegrind gave {counts:?}")) };
+        misses.push((client, CacheMisses { data, code }));
     }
     println!("\nL1 misses per request (cachegrind, http1:128 on one runtime thread; client and server together)\n");
     println!("| client | L1d misses per request | vs raw | L1i misses per request | vs raw |");
