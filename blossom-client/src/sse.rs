@@ -31,7 +31,7 @@ use std::collections::VecDeque;
 
 use serde_json::Value;
 
-use crate::api::{content_text, error_message};
+use crate::api::{content_text, error_message, first_choice};
 use crate::error::Error;
 
 /// Default longest line or event, in bytes: 1 MiB.
@@ -223,19 +223,35 @@ impl SseDecoder {
             self.items.push_back(SseItem::Done);
             return Ok(());
         }
-        let chunk: Value = serde_json::from_str(&data).map_err(|e| {
-            Error::stream(format!("sse data is not a json chunk ({e}): {}", crate::error::clean(&data, 100)))
-        })?;
-        if let Some(choice) = chunk.get("choices").and_then(Value::as_array).and_then(|c| c.first()) {
-            let delta = content_text(choice.get("delta").and_then(|d| d.get("content")));
-            if !delta.is_empty() {
-                self.items.push_back(SseItem::Delta(delta));
-            }
-        } else if let Some(message) = error_message(&chunk) {
-            return Err(Error::stream(format!("server sent an error: {message}")));
+        if let Some(delta) = chunk_delta(&data)? {
+            self.items.push_back(SseItem::Delta(delta));
         }
-        // Role-only, usage-only and empty chunks carry no text.
         Ok(())
+    }
+}
+
+/// The text a chunk adds: its first choice's `delta` content, if any. Role-only, usage-only and
+/// empty chunks carry none; an `error` chunk is an error.
+fn chunk_delta(data: &str) -> Result<Option<String>, Error> {
+    // The usual chunk, without a JSON tree of it; the full read below gives the same text.
+    match first_choice(data.as_bytes()) {
+        Some(choice) => Ok(choice.delta.filter(|delta| !delta.is_empty())),
+        None => chunk_delta_in_full(data),
+    }
+}
+
+/// [`chunk_delta`] through a `serde_json::Value` of the whole chunk: every shape.
+fn chunk_delta_in_full(data: &str) -> Result<Option<String>, Error> {
+    let chunk: Value = serde_json::from_str(data).map_err(|e| {
+        Error::stream(format!("sse data is not a json chunk ({e}): {}", crate::error::clean(data, 100)))
+    })?;
+    if let Some(choice) = chunk.get("choices").and_then(Value::as_array).and_then(|c| c.first()) {
+        let delta = content_text(choice.get("delta").and_then(|d| d.get("content")));
+        return Ok((!delta.is_empty()).then_some(delta));
+    }
+    match error_message(&chunk) {
+        Some(message) => Err(Error::stream(format!("server sent an error: {message}"))),
+        None => Ok(None),
     }
 }
 
@@ -415,6 +431,13 @@ mod tests {
 
         proptest! {
             #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// A chunk read the usual way gives what the full read gives.
+            #[test]
+            fn the_usual_chunk_read_gives_what_the_full_read_gives(data in crate::api::usual_near_body()) {
+                let text = |result: Result<Option<String>, Error>| result.map_err(|error| error.to_string());
+                prop_assert_eq!(text(chunk_delta(&data)), text(chunk_delta_in_full(&data)));
+            }
 
             /// Any split of any stream decodes to the same items as the whole.
             #[test]

@@ -18,7 +18,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     crate::cargo(&["bench", "-p", "benches", "--no-run"], &[])?;
     let started = std::time::Instant::now();
     if criterion {
-        // One file per area (core_path, breaker, limiter, router, pool, client_path), all in one go.
+        // One file per area (core_path, breaker, limiter, router, pool, client_path, parse), all in one go.
         let mut cargo_args = vec!["bench", "-p", "benches", "--benches", "--"];
         // Short windows: the figures are steady within them, and the whole run stays under five minutes.
         let (warm_up, measure) = if quick { ("0.5", "1") } else { ("1", "3") };

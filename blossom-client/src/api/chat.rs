@@ -145,6 +145,17 @@ pub fn parse_chat_response(body: &[u8]) -> Result<String, Error> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::EmptyResponse);
     }
+    // The usual answer, without a JSON tree of it; the full read below gives the same text.
+    if let Some(text) = super::usual::first_choice(body).and_then(|choice| choice.message) {
+        if !text.is_empty() {
+            return Ok(text);
+        }
+    }
+    parse_chat_in_full(body)
+}
+
+/// [`parse_chat_response`] through a `serde_json::Value` of the whole body: every shape.
+fn parse_chat_in_full(body: &[u8]) -> Result<String, Error> {
     let root: Value =
         serde_json::from_slice(body).map_err(|e| Error::invalid_response(format!("chat response is not json: {e}")))?;
     let Some(first) = root.get("choices").and_then(Value::as_array).and_then(|c| c.first()) else {
@@ -278,6 +289,19 @@ mod tests {
         assert_eq!(parse_chat_response(body).unwrap(), "r");
         let body = br#"{"choices":[{"message":{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}]}}]}"#;
         assert_eq!(parse_chat_response(body).unwrap(), "ab");
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn the_usual_read_gives_what_the_full_read_gives(body in crate::api::usual_near_body()) {
+            let answer = |result: Result<String, Error>| result.map_err(|error| error.to_string());
+            proptest::prop_assert_eq!(
+                answer(parse_chat_response(body.as_bytes())),
+                answer(parse_chat_in_full(body.as_bytes()))
+            );
+        }
     }
 
     #[test]

@@ -26,12 +26,16 @@ mod chat;
 mod image;
 mod models;
 mod text;
+mod usual;
 
 pub use chat::{ChatOptions, Message, Role, chat_request, parse_chat_response};
 pub(crate) use chat::{content_text, error_message};
 pub use image::{Image, ImageOptions, Quality, check_image_response, image_request, image_url};
 pub use models::{Model, ModelKind, models_request, parse_models};
 pub use text::{TextOptions, parse_text_response, simple_text_request};
+pub(crate) use usual::first_choice;
+#[cfg(test)]
+pub(crate) use usual::near_usual::body as usual_near_body;
 
 /// `Accept` for JSON responses.
 const ACCEPT_JSON: &str = "application/json";
