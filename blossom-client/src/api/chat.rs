@@ -3,7 +3,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{ACCEPT_JSON, RequestSpec, check_model, check_range_f32};
+use super::{ACCEPT_JSON, RequestSpec, check_model, check_range_f32, first_choice};
 use crate::error::{Error, clean};
 
 /// Who wrote a chat message.
@@ -146,7 +146,7 @@ pub fn parse_chat_response(body: &[u8]) -> Result<String, Error> {
         return Err(Error::EmptyResponse);
     }
     // The usual answer, without a JSON tree of it; the full read below gives the same text.
-    if let Some(text) = super::usual::first_choice(body).and_then(|choice| choice.message) {
+    if let Some(text) = first_choice(body).and_then(|choice| choice.message) {
         if !text.is_empty() {
             return Ok(text);
         }
