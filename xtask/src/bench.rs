@@ -1,8 +1,8 @@
 //! `cargo xtask bench [--quick] [--no-criterion] [--instructions]`: the criterion benchmarks,
 //! then the loopback comparison with other clients (markdown table on stdout,
 //! `target/bench/loopback.json`), then the memory figures. `--instructions` adds instructions
-//! per request counted by callgrind, and L1d misses per request at HTTP/1.1 128 simulated by
-//! cachegrind: figures that, unlike req/s, do not move with the load of a shared machine.
+//! per request counted by callgrind, and L1d and L1i misses per request at HTTP/1.1 128 simulated
+//! by cachegrind: figures that, unlike req/s, do not move with the load of a shared machine.
 //!
 //! One `cargo bench --no-run` builds the criterion benches and the two binaries (`compare`,
 //! `memory`) with one set of features, so nothing is built twice; the binaries then run from the

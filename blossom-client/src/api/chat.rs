@@ -146,12 +146,10 @@ pub fn parse_chat_response(body: &[u8]) -> Result<String, Error> {
         return Err(Error::EmptyResponse);
     }
     // The usual answer, without a JSON tree of it; the full read below gives the same text.
-    if let Some(text) = first_choice(body).and_then(|choice| choice.message) {
-        if !text.is_empty() {
-            return Ok(text);
-        }
+    match first_choice(body).and_then(|choice| choice.message).filter(|text| !text.is_empty()) {
+        Some(text) => Ok(text),
+        None => parse_chat_in_full(body),
     }
-    parse_chat_in_full(body)
 }
 
 /// [`parse_chat_response`] through a `serde_json::Value` of the whole body: every shape.
