@@ -137,11 +137,16 @@ impl ClientBuilder {
     }
 }
 
-/// A response read in full.
+/// A 2xx answer read in full, as [`BlossomClient::send`] returns it.
 #[derive(Debug, Clone)]
-pub(crate) struct Reply {
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
+#[non_exhaustive]
+pub struct Reply {
+    /// The status: a success (2xx).
+    pub status: StatusCode,
+    /// The response headers.
+    pub headers: HeaderMap,
+    /// The body, at most `max_response_bytes` long; empty if the server sent none.
+    pub body: Bytes,
 }
 
 /// A streamed response: the body still to read, and what to give back when done.
@@ -400,6 +405,9 @@ impl Drop for CallCount<'_> {
 struct Failed {
     error: Box<Error>,
     next: Next,
+    /// Whether the request may have reached the server (a spec that is not idempotent is then
+    /// not sent again).
+    sent: bool,
 }
 
 enum Begun {
@@ -422,7 +430,12 @@ enum Next {
 
 impl Failed {
     fn new(error: Error, next: Next) -> Self {
-        Failed { error: Box::new(error), next }
+        Failed { error: Box::new(error), next, sent: true }
+    }
+
+    /// A failure before the request left the client.
+    fn unsent(error: Error, next: Next) -> Self {
+        Failed { error: Box::new(error), next, sent: false }
     }
 }
 
@@ -526,6 +539,34 @@ impl BlossomClient {
         FullAnswer { call: self.call(spec, Mode::Full(parse)) }
     }
 
+    /// Sends `spec` (built by hand or by the request builders of this crate) with the same
+    /// pool, retries, failover, timeouts and body cap as the typed calls, and returns the 2xx
+    /// answer unparsed. Another status is an [`Error::Api`]; redirects within the region are
+    /// followed, as for the typed calls.
+    ///
+    /// A spec that is not `idempotent` is sent again only if it never left the client (a
+    /// connection that failed to open, a pool wait): once sent, its first failure is final.
+    ///
+    /// Refused as [`Error::InvalidInput`] before anything is sent: a `path_and_query` that does
+    /// not start with `/`, holds a fragment (`#`) or a character not percent-encoded (a space,
+    /// a control, non-ASCII), or is longer than [`crate::MAX_PATH_AND_QUERY_BYTES`]; the `CONNECT` method; an `accept` or
+    /// `content_type` that is not a valid header value.
+    ///
+    /// ```no_run
+    /// # async fn run(client: blossom_client::BlossomClient) -> Result<(), blossom_client::Error> {
+    /// let spec = blossom_client::simple_text_request("hello", &Default::default())?;
+    /// let reply = client.send(&spec).await?;
+    /// let text = blossom_client::parse_text_response(&reply.body)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn send<'a>(&'a self, spec: &'a RequestSpec) -> impl Future<Output = Result<Reply, Error>> + Send + 'a {
+        use futures_util::future::Either;
+        match check_spec(spec) {
+            Ok(()) => Either::Left(self.execute(spec, &|reply| Ok(reply))),
+            Err(error) => Either::Right(std::future::ready(Err(error))),
+        }
+    }
+
     /// As `execute`, but a 2xx body is handed over unread, for streaming. The call is counted
     /// as succeeded or failed when the stream ends (see [`Completion`]).
     pub(crate) async fn execute_streaming(&self, spec: &RequestSpec) -> Result<Streaming, Error> {
@@ -604,10 +645,12 @@ impl BlossomClient {
                 Err(failed) => {
                     let now = shared.now();
                     failures.push((endpoint, *failed.error));
-                    let free_stale_retry = failed.next == Next::Stale && !stale_retried;
+                    // Once sent, a request that is not idempotent is not sent again.
+                    let next_step = if failed.sent && !spec.idempotent { Next::Stop } else { failed.next };
+                    let free_stale_retry = next_step == Next::Stale && !stale_retried;
                     let next = {
                         let mut inner = shared.lock();
-                        let next = match failed.next {
+                        let next = match next_step {
                             Next::Stale if free_stale_retry => {
                                 stale_retried = true;
                                 // The server dropped a kept-alive connection: the others that
@@ -616,7 +659,7 @@ impl BlossomClient {
                                 Some(now)
                             }
                             Next::Backoff | Next::AfterPause | Next::Stale => match inner.core.retry(now, &request) {
-                                Retry::At(_) if failed.next == Next::AfterPause => Some(now),
+                                Retry::At(_) if next_step == Next::AfterPause => Some(now),
                                 Retry::At(at) => Some(at),
                                 Retry::No(_) => None,
                             },
@@ -699,7 +742,7 @@ impl BlossomClient {
                         _ => (None, Next::Stop),
                     };
                     complete_failed(completion, outcome, false);
-                    return Err(Failed::new(error, next));
+                    return Err(Failed::unsent(error, next));
                 }
             },
         });
@@ -722,7 +765,14 @@ impl BlossomClient {
         let mut path = std::borrow::Cow::Borrowed(spec.path_and_query.as_str());
         let mut redirects = 0;
         let (parts, mut body) = loop {
-            let request = shared.build_request(endpoint, spec, &path, is_h2);
+            let request = match shared.build_request(endpoint, spec, &path, is_h2) {
+                Ok(request) => request,
+                Err(error) => {
+                    // Nothing was sent: the attempt is given up, and the connection is as it was.
+                    complete_failed(completion, None, true);
+                    return Err(Failed::unsent(error, Next::Stop));
+                }
+            };
             let sender = &mut completion.lease.as_mut().expect("lease held").sender;
             // The read timeout runs from when the request went out (no clock read of its own).
             let bound = Watch { shared, slot: &mut completion.watch, deadline, total: session.timeout };
@@ -807,12 +857,8 @@ impl BlossomClient {
         tracing_request(shared, region, status, completion_started(completion), reused, attempt);
         if status.is_success() {
             let Mode::Full(parse) = mode else { unreachable!("a streamed 2xx returned above") };
-            let parsed = if bytes.is_empty() {
-                Err(Error::EmptyResponse)
-            } else {
-                parse(Reply { headers: parts.headers, body: bytes })
-            };
-            return match parsed {
+            // Each parser refuses an empty body itself; `send` hands it over.
+            return match parse(Reply { status, headers: parts.headers, body: bytes }) {
                 Ok(value) => {
                     completion.call_started = Some(deadline - session.timeout);
                     let finished = completion.complete(Outcome::Success, true);
@@ -900,6 +946,33 @@ impl BlossomClient {
         let region = self.shared.regions[0].name.clone();
         Error::BreakerOpen { region, retry_in: Some(until.saturating_since(now)) }
     }
+}
+
+/// Refuses, before anything is sent, what `send` cannot put on the wire as given. The path's
+/// characters are checked where the request is built (`Shared::build_request`), without a copy.
+fn check_spec(spec: &RequestSpec) -> Result<(), Error> {
+    let path = &spec.path_and_query;
+    if !path.starts_with('/') || path.contains('#') || !path.is_ascii() {
+        return Err(Error::invalid_input(format!(
+            "`path_and_query` must start with `/`, be percent-encoded ASCII and hold no fragment (`#`), got {path:?}"
+        )));
+    }
+    if path.len() > crate::api::MAX_PATH_AND_QUERY_BYTES {
+        return Err(Error::invalid_input(format!(
+            "`path_and_query` is {} bytes, more than the {} edges accept",
+            path.len(),
+            crate::api::MAX_PATH_AND_QUERY_BYTES
+        )));
+    }
+    if spec.method == http::Method::CONNECT {
+        return Err(Error::invalid_input("`method` CONNECT opens a tunnel, not a request; it is not sent"));
+    }
+    for (field, value) in [("accept", Some(spec.accept)), ("content_type", spec.content_type)] {
+        if let Some(value) = value.filter(|v| !crate::headers::is_valid_value(v)) {
+            return Err(Error::invalid_input(format!("`{field}` is not a valid header value: {value:?}")));
+        }
+    }
+    Ok(())
 }
 
 /// Manual breaker control.

@@ -368,13 +368,15 @@ impl Shared {
         spec: &RequestSpec,
         path: &str,
         h2: bool,
-    ) -> http::Request<Full<Bytes>> {
+    ) -> Result<http::Request<Full<Bytes>>, Error> {
         let region = &self.regions[endpoint];
         let mut path_and_query = String::with_capacity(region.prefix.len() + path.len());
         path_and_query.push_str(&region.prefix);
         path_and_query.push_str(path);
-        let path_and_query =
-            http::uri::PathAndQuery::try_from(path_and_query).expect("a valid path: region and path were checked");
+        // The builders' paths are valid; one that `send` was given is checked here, parsed once.
+        let path_and_query = http::uri::PathAndQuery::try_from(path_and_query).map_err(|_| {
+            Error::invalid_input(format!("`path_and_query` is not a valid URI path and query: {path:?}"))
+        })?;
         // HTTP/2 takes the absolute form, from parts parsed once; HTTP/1.1 the origin form.
         let uri = if h2 {
             let mut parts = http::uri::Parts::default();
@@ -391,7 +393,7 @@ impl Shared {
         *request.method_mut() = spec.method.clone();
         *request.uri_mut() = uri;
         *request.headers_mut() = self.headers[endpoint].for_request(h2, spec.accept, spec.content_type);
-        request
+        Ok(request)
     }
 
     /// Turns a checkout into a step the request can await; registers a waiter's channel.

@@ -57,6 +57,11 @@ impl RegionHeaders {
     }
 }
 
+/// What `HeaderValue::from_static` accepts: visible ASCII, spaces and tabs.
+pub(crate) fn is_valid_value(value: &str) -> bool {
+    value.bytes().all(|b| (32..127).contains(&b) || b == b'\t')
+}
+
 fn fill(map: &mut HeaderMap, accept: &'static str, content_type: Option<&'static str>) {
     map.insert(header::ACCEPT, HeaderValue::from_static(accept));
     if let Some(content_type) = content_type {

@@ -41,7 +41,7 @@ mod transport;
 mod watch;
 
 pub use api::*;
-pub use client::{BlossomClient, BreakerControl, ClientBuilder, EventStream};
+pub use client::{BlossomClient, BreakerControl, ClientBuilder, EventStream, Reply};
 pub use config::{ApiKey, ClientConfig, DEFAULT_BASE_URL, MAX_REDIRECTS, Region, parse_region_list};
 pub use connect::{Connect, ConnectFuture, Connection, Io, Target, TcpConnector};
 pub use driver::ClientEvent;

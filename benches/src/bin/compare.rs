@@ -4,7 +4,13 @@
 //! connection per task (no pool at all); hyper-util's legacy `Client` and reqwest are what people
 //! use today; blossom should come close to the limit. Each client does the same thing: `GET
 //! /text/bench` against [`blossom_mock::MockServer`] (answer `echo: bench`, a small body read in
-//! full), HTTP/1.1 at concurrency 1, 16 and 128, and h2c at 128.
+//! full), HTTP/1.1 at concurrency 1, 16 and 128, and h2c at 128. Each builds what it sends from
+//! parts made once (a URI, header values; blossom's `RequestSpec`, through
+//! `BlossomClient::send`) and takes the body as bytes.
+//!
+//! `blossom-text`, at HTTP/1.1 128 only, is blossom through its typed text API: it also
+//! percent-encodes the prompt into a new path and copies the answer into a checked `String` on
+//! every request, work no other client here does. Its row shows what that API layer costs.
 //!
 //! blossom speaks HTTP/2 over the `h2` crate directly, below hyper's HTTP/2 client; at h2c a
 //! fifth client, `raw-h2` (one bare `h2` connection shared by all tasks), is the limit on that
@@ -71,10 +77,21 @@ enum Kind {
     BlossomOff,
     /// blossom with every resilience feature on.
     BlossomOn,
+    /// blossom through its typed text API, which also encodes the prompt into the path and
+    /// checks the answer is UTF-8 text (work the other clients are not asked to do).
+    BlossomText,
 }
 
-const KINDS: [Kind; 7] =
-    [Kind::Raw, Kind::RawH2, Kind::HyperUtil, Kind::Reqwest, Kind::Blossom, Kind::BlossomOff, Kind::BlossomOn];
+const KINDS: [Kind; 8] = [
+    Kind::Raw,
+    Kind::RawH2,
+    Kind::HyperUtil,
+    Kind::Reqwest,
+    Kind::Blossom,
+    Kind::BlossomOff,
+    Kind::BlossomOn,
+    Kind::BlossomText,
+];
 
 impl Kind {
     fn name(self) -> &'static str {
@@ -86,17 +103,19 @@ impl Kind {
             Kind::Blossom => "blossom",
             Kind::BlossomOff => "blossom-off",
             Kind::BlossomOn => "blossom-on",
+            Kind::BlossomText => "blossom-text",
         }
     }
 
     /// Whether this client runs at `point`: the resilience pair only at HTTP/1.1 16 and h2c 128,
-    /// `raw-h2` only over h2c.
+    /// `raw-h2` only over h2c, `blossom-text` only at HTTP/1.1 128.
     fn runs_at(self, point: Point) -> bool {
         match self {
             Kind::RawH2 => point.proto == Proto::H2c,
             Kind::BlossomOff | Kind::BlossomOn => {
                 matches!((point.proto, point.concurrency), (Proto::Http1, 16) | (Proto::H2c, 128))
             }
+            Kind::BlossomText => (point.proto, point.concurrency) == (Proto::Http1, 128),
             _ => true,
         }
     }
@@ -234,6 +253,7 @@ enum Client {
     HyperUtil(Box<LegacyClient<HttpConnector, Empty<Bytes>>>),
     Reqwest(reqwest::Client),
     Blossom(BlossomClient),
+    BlossomText(BlossomClient),
 }
 
 impl Client {
@@ -261,7 +281,7 @@ impl Client {
                 let builder = if h2 { builder.http2_prior_knowledge() } else { builder.http1_only() };
                 Client::Reqwest(builder.build().expect("reqwest client"))
             }
-            Kind::Blossom | Kind::BlossomOff | Kind::BlossomOn => {
+            Kind::Blossom | Kind::BlossomOff | Kind::BlossomOn | Kind::BlossomText => {
                 let cap = point.concurrency as u32;
                 let builder = BlossomClient::builder().base_url(format!("http://{addr}")).session_with(|s| {
                     s.async_limit_per_host = cap;
@@ -277,7 +297,8 @@ impl Client {
                     }
                 });
                 let builder = if h2 { builder.http2_prior_knowledge() } else { builder };
-                Client::Blossom(builder.build().expect("blossom client"))
+                let client = builder.build().expect("blossom client");
+                if kind == Kind::BlossomText { Client::BlossomText(client) } else { Client::Blossom(client) }
             }
         }
     }
@@ -318,6 +339,7 @@ enum Handle {
     HyperUtil(LegacyClient<HttpConnector, Empty<Bytes>>),
     Reqwest(reqwest::Client),
     Blossom(BlossomClient),
+    BlossomText(BlossomClient),
 }
 
 impl Handle {
@@ -336,6 +358,7 @@ impl Handle {
             (Client::HyperUtil(c), _) => Handle::HyperUtil(LegacyClient::clone(c)),
             (Client::Reqwest(c), _) => Handle::Reqwest(c.clone()),
             (Client::Blossom(c), _) => Handle::Blossom(c.clone()),
+            (Client::BlossomText(c), _) => Handle::BlossomText(c.clone()),
         }
     }
 
@@ -384,7 +407,9 @@ impl Handle {
                     .expect("reqwest response");
                 response.bytes().await.expect("reqwest body").len()
             }
-            Handle::Blossom(client) => client.text().generate(PROMPT).await.expect("blossom response").len(),
+            // The request built once, as for the other clients; the body handed over as bytes.
+            Handle::Blossom(client) => client.send(&wire.spec).await.expect("blossom response").body.len(),
+            Handle::BlossomText(client) => client.text().generate(PROMPT).await.expect("blossom response").len(),
         }
     }
 
@@ -404,12 +429,15 @@ struct Wire {
     authority: http::HeaderValue,
     accept: http::HeaderValue,
     user_agent: http::HeaderValue,
+    /// blossom's form: the request its text API builds for the prompt.
+    spec: blossom_client::RequestSpec,
 }
 
 impl Wire {
     fn new(addr: SocketAddr) -> Wire {
         let uri: http::Uri = format!("http://{addr}/text/{PROMPT}").parse().expect("uri");
         Wire {
+            spec: blossom_client::simple_text_request(PROMPT, &Default::default()).expect("spec"),
             url: uri.to_string(),
             uri,
             authority: http::HeaderValue::from_str(&addr.to_string()).expect("authority"),
@@ -578,7 +606,9 @@ fn main() {
     let kinds: Vec<Kind> =
         KINDS.iter().copied().filter(|k| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == k.name()))).collect();
     if kinds.is_empty() {
-        eprintln!("compare: --only takes raw, raw-h2, hyper-util, reqwest, blossom, blossom-off or blossom-on");
+        eprintln!(
+            "compare: --only takes raw, raw-h2, hyper-util, reqwest, blossom, blossom-off, blossom-on or blossom-text"
+        );
         std::process::exit(2);
     }
 
