@@ -3,6 +3,8 @@
 
 use http::{HeaderMap, HeaderValue, header};
 
+use crate::error::Error;
+
 /// The `Accept` and `Content-Type` pairs the API sends. Another pair is filled in per request.
 const COMMON: &[(&str, Option<&str>)] = &[
     ("text/plain", None),
@@ -42,23 +44,34 @@ impl RegionHeaders {
         RegionHeaders { http1: build(Some(host)), http2: build(None) }
     }
 
-    /// The headers of a request that accepts `accept` and sends `content_type`.
-    pub(crate) fn for_request(&self, h2: bool, accept: &'static str, content_type: Option<&'static str>) -> HeaderMap {
+    /// The headers of a request that accepts `accept` and sends `content_type`; refused if
+    /// either is not a valid header value (a spec written by hand).
+    pub(crate) fn for_request(
+        &self,
+        h2: bool,
+        accept: &'static str,
+        content_type: Option<&'static str>,
+    ) -> Result<HeaderMap, Error> {
         let maps = if h2 { &self.http2 } else { &self.http1 };
         match COMMON.iter().position(|&pair| pair == (accept, content_type)) {
-            Some(i) => maps[i].clone(),
+            Some(i) => Ok(maps[i].clone()),
             None => {
+                for (field, value) in [("accept", Some(accept)), ("content_type", content_type)] {
+                    if let Some(value) = value.filter(|v| !is_valid_value(v)) {
+                        return Err(Error::invalid_input(format!("`{field}` is not a valid header value: {value:?}")));
+                    }
+                }
                 let mut map = maps[0].clone();
                 map.remove(header::ACCEPT);
                 fill(&mut map, accept, content_type);
-                map
+                Ok(map)
             }
         }
     }
 }
 
 /// What `HeaderValue::from_static` accepts: visible ASCII, spaces and tabs.
-pub(crate) fn is_valid_value(value: &str) -> bool {
+fn is_valid_value(value: &str) -> bool {
     value.bytes().all(|b| (32..127).contains(&b) || b == b'\t')
 }
 
@@ -90,7 +103,7 @@ mod tests {
         let headers = headers();
         for (accept, content_type) in COMMON.iter().copied().chain([("text/csv", Some("text/csv")), ("x/y", None)]) {
             for h2 in [false, true] {
-                let map = headers.for_request(h2, accept, content_type);
+                let map = headers.for_request(h2, accept, content_type).unwrap();
                 let mut expected = vec![
                     ("accept".to_string(), accept.to_string()),
                     ("authorization".to_string(), "Bearer k".to_string()),
@@ -107,5 +120,17 @@ mod tests {
                 assert!(map[header::AUTHORIZATION].is_sensitive(), "the key stays marked sensitive");
             }
         }
+    }
+
+    #[test]
+    fn a_value_no_header_may_carry_is_refused_with_its_field_named() {
+        let headers = headers();
+        for (accept, content_type, field) in
+            [("text/plain\r\nx-injected: 1", None, "`accept`"), ("x/y", Some("caf\u{e9}"), "`content_type`")]
+        {
+            let err = headers.for_request(false, accept, content_type).unwrap_err();
+            assert!(err.to_string().contains(field), "{err}");
+        }
+        assert!(headers.for_request(false, "x/y", Some("a\tb")).is_ok(), "a tab is allowed");
     }
 }
