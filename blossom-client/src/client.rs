@@ -549,8 +549,8 @@ impl BlossomClient {
     ///
     /// Refused as [`Error::InvalidInput`] before anything is sent: a `path_and_query` that does
     /// not start with `/`, holds a fragment (`#`) or a character not percent-encoded (a space,
-    /// a control, non-ASCII), or is longer than [`crate::MAX_PATH_AND_QUERY_BYTES`]; the `CONNECT` method; an `accept` or
-    /// `content_type` that is not a valid header value.
+    /// a control, non-ASCII), or is longer than [`crate::MAX_PATH_AND_QUERY_BYTES`]; the
+    /// `CONNECT` method; an `accept` or `content_type` that is not a valid header value.
     ///
     /// ```no_run
     /// # async fn run(client: blossom_client::BlossomClient) -> Result<(), blossom_client::Error> {
@@ -946,13 +946,16 @@ impl BlossomClient {
     }
 }
 
-/// Refuses, before the call begins, a request `send` cannot put on the wire as given. The path's
-/// characters and the header values are checked where the request is built
-/// (`Shared::build_request`), where the path is parsed anyway.
+/// Refuses, before the call begins, a request `send` cannot put on the wire as given. What else
+/// a URI path may not hold (a space, a control) and the header values are checked where the
+/// request is built (`Shared::build_request`), where the path is parsed anyway.
 fn check_spec(spec: &RequestSpec) -> Result<(), Error> {
     let path = &spec.path_and_query;
-    if !path.starts_with('/') {
-        return Err(Error::invalid_input(format!("`path_and_query` must start with `/`, got {path:?}")));
+    // `http` would take raw non-ASCII bytes, and would drop a fragment.
+    if !path.starts_with('/') || !path.is_ascii() || path.as_bytes().contains(&b'#') {
+        return Err(Error::invalid_input(format!(
+            "`path_and_query` must start with `/`, be percent-encoded ASCII and hold no fragment (`#`), got {path:?}"
+        )));
     }
     if path.len() > crate::api::MAX_PATH_AND_QUERY_BYTES {
         return Err(Error::invalid_input(format!(

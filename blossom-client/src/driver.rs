@@ -374,16 +374,9 @@ impl Shared {
         path_and_query.push_str(&region.prefix);
         path_and_query.push_str(path);
         // The builders' paths are valid; one that `send` was given is checked here, parsed once.
-        // `http` would take raw non-ASCII bytes, and would drop a fragment.
-        let length = path_and_query.len();
-        let path_and_query = http::uri::PathAndQuery::try_from(path_and_query)
-            .ok()
-            .filter(|parsed| parsed.as_str().len() == length && path.is_ascii())
-            .ok_or_else(|| {
-                Error::invalid_input(format!(
-                    "`path_and_query` must be a percent-encoded ASCII path and query with no fragment (`#`), got {path:?}"
-                ))
-            })?;
+        let path_and_query = http::uri::PathAndQuery::try_from(path_and_query).map_err(|_| {
+            Error::invalid_input(format!("`path_and_query` is not a valid URI path and query, got {path:?}"))
+        })?;
         // HTTP/2 takes the absolute form, from parts parsed once; HTTP/1.1 the origin form.
         let uri = if h2 {
             let mut parts = http::uri::Parts::default();

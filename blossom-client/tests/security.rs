@@ -176,8 +176,11 @@ async fn same_host_redirects_are_followed_up_to_the_limit() {
         .mount(&wire)
         .await;
     Mock::given(path("/text/loop")).respond_with(redirect_to("/text/loop")).mount(&wire).await;
+    // A fragment names a part of the page: it stays with the client, the path is followed.
+    Mock::given(path("/text/part")).respond_with(redirect_to("/text/new#top")).mount(&wire).await;
     let client = common::builder(*wire.address(), |_| {}).max_redirects(3).build().unwrap();
     assert_eq!(client.text().generate("old").await.unwrap(), "moved");
+    assert_eq!(client.text().generate("part").await.unwrap(), "moved");
     let before = wire.received_requests().await.unwrap().len();
     let err = client.text().generate("loop").await.unwrap_err();
     assert!(matches!(err, Error::TooManyRedirects { limit: 3 }), "{err:?}");
