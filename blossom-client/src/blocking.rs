@@ -9,7 +9,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::api::{ChatOptions, Image, ImageOptions, Message, Model, ModelKind, TextOptions};
+use crate::api::{ChatOptions, Image, ImageOptions, Message, Model, ModelKind, RequestSpec, TextOptions};
+use crate::client::Reply;
 use crate::config::ClientConfig;
 use crate::error::Error;
 use crate::stats::Stats;
@@ -95,6 +96,12 @@ impl BlossomClient {
     /// Lists models.
     pub fn models(&self, kind: ModelKind) -> Result<Vec<Model>, Error> {
         self.run(self.inner.models(kind))
+    }
+
+    /// Sends a request as it is and returns the 2xx answer unparsed (see
+    /// [`crate::BlossomClient::send`]).
+    pub fn send(&self, spec: &RequestSpec) -> Result<Reply, Error> {
+        self.run(self.inner.send(spec))
     }
 
     /// Statistics.

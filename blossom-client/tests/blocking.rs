@@ -43,7 +43,9 @@ fn round_trips() {
     assert_eq!(client.chat(&[Message::user("hi")], &Default::default()).unwrap(), "Hello from the mock");
     assert_eq!(client.image("a fox", &ImageOptions::default()).unwrap().content_type, "image/png");
     assert_eq!(client.models(ModelKind::Image).unwrap().len(), 2);
-    assert_eq!((server.stats().connections, client.stats().requests_succeeded), (1, 4));
+    let spec = blossom_client::simple_text_request("sent", &TextOptions::default()).unwrap();
+    assert_eq!(client.send(&spec).unwrap().body, "echo: sent");
+    assert_eq!((server.stats().connections, client.stats().requests_succeeded), (1, 5));
 }
 
 #[test]
