@@ -2,9 +2,10 @@
 //!
 //! Configured by the `sync_*` fields: `sync_pool_maxsize` connections per region,
 //! `sync_timeout_connect`, `sync_timeout_read`, and `sync_pool_block` (wait for a connection, or
-//! fail at once with a pool-full error). Called from inside an async runtime it still works,
-//! on a thread of its own, but it blocks the caller's thread: use [`BlossomClient::as_async`]
-//! there.
+//! fail at once with a pool-full error). Called from inside an async runtime it still works, but
+//! it blocks the caller's thread: on a multi-thread runtime the worker hands its other tasks to
+//! another thread first (`tokio::task::block_in_place`); on a current-thread runtime nothing else
+//! runs until the call ends. Use [`BlossomClient::as_async`] there.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,14 +69,18 @@ impl BlossomClient {
     }
 
     /// Runs `call` to its end on the client's runtime. Inside another runtime, where `block_on`
-    /// would panic, on a thread of its own.
+    /// would panic: on a multi-thread one, the caller's worker first hands its other tasks to
+    /// another thread (`block_in_place`); on a current-thread one, which has no other, the call
+    /// runs on a thread of its own while the caller's waits.
     fn run<T: Send>(&self, call: impl Future<Output = Result<T, Error>> + Send) -> Result<T, Error> {
+        use tokio::runtime::{Handle, RuntimeFlavor};
         let runtime = self.runtime.get();
-        if tokio::runtime::Handle::try_current().is_err() {
-            return runtime.block_on(call);
+        match Handle::try_current().map(|caller| caller.runtime_flavor()) {
+            Err(_) => runtime.block_on(call),
+            Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(|| runtime.block_on(call)),
+            Ok(_) => std::thread::scope(|scope| scope.spawn(|| runtime.block_on(call)).join())
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
         }
-        std::thread::scope(|scope| scope.spawn(|| runtime.block_on(call)).join())
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
     }
 
     /// Generates text for a prompt.

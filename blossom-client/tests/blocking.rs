@@ -132,3 +132,19 @@ async fn called_built_refused_and_dropped_inside_an_async_runtime_it_does_not_pa
     let refused = BlossomClient::with_config(config(addr, |c| c.regions = regions));
     assert!(matches!(refused, Err(Error::Config { .. })), "{refused:?}");
 }
+
+/// Called from a task on a multi-thread runtime, the blocking client gives up its worker for the
+/// call: the runtime's other tasks (here the mock server, on the only other worker there is)
+/// carry on, and the call is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn inside_a_runtime_task_the_call_does_not_starve_the_workers_other_tasks() {
+    let (server, addr) = common::mock().await;
+    let client = BlossomClient::with_config(config(addr, |c| {
+        c.session.sync_timeout_read = Duration::from_secs(2);
+        c.session.retry.max_retries = 0;
+    }))
+    .unwrap();
+    let answer = tokio::spawn(async move { client.generate("hi", &TextOptions::default()) }).await.unwrap();
+    assert_eq!(answer.unwrap(), "echo: hi");
+    assert_eq!(server.stats().requests, 1);
+}
