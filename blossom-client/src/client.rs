@@ -536,7 +536,7 @@ impl BlossomClient {
         spec: &'a RequestSpec,
         parse: Parse<'a, T>,
     ) -> impl Future<Output = Result<T, Error>> + 'a {
-        FullAnswer { call: self.call(spec, Mode::Full(parse)) }
+        FullAnswer { call: self.call(spec, Mode::Full(parse), false) }
     }
 
     /// Sends `spec` (built by hand or by the request builders of this crate) with the same
@@ -560,13 +560,14 @@ impl BlossomClient {
     /// # Ok(()) }
     /// ```
     pub fn send<'a>(&'a self, spec: &'a RequestSpec) -> impl Future<Output = Result<Reply, Error>> + Send + 'a {
-        self.execute(spec, &|reply| Ok(reply))
+        // Checked in this call only: the typed calls' specs are built valid.
+        FullAnswer { call: self.call(spec, Mode::Full(&|reply| Ok(reply)), true) }
     }
 
     /// As `execute`, but a 2xx body is handed over unread, for streaming. The call is counted
     /// as succeeded or failed when the stream ends (see [`Completion`]).
     pub(crate) async fn execute_streaming(&self, spec: &RequestSpec) -> Result<Streaming, Error> {
-        match self.call::<()>(spec, Mode::Stream).await? {
+        match self.call::<()>(spec, Mode::Stream, false).await? {
             Answer::Stream(streaming) => Ok(*streaming),
             Answer::Full(..) => unreachable!("stream mode hands the body over"),
         }
@@ -574,9 +575,12 @@ impl BlossomClient {
 
     /// The whole call: attempts, retries and failover within the deadline, then the count and
     /// the slow-request warning. One future level (no inner `run`), as the hot path wants.
-    async fn call<T>(&self, spec: &RequestSpec, mode: Mode<'_, T>) -> Result<Answer<T>, Error> {
-        // Before the call counts: the API's builders never fail it, a spec made by hand may.
-        check_spec(spec)?;
+    /// `check`: refuse a `spec` that cannot be sent (see [`RequestSpec::check`]) before the call
+    /// counts.
+    async fn call<T>(&self, spec: &RequestSpec, mode: Mode<'_, T>, check: bool) -> Result<Answer<T>, Error> {
+        if check {
+            spec.check()?;
+        }
         let shared = &self.shared;
         shared.keep_background();
         let mode = &mode;
@@ -944,30 +948,6 @@ impl BlossomClient {
         let region = self.shared.regions[0].name.clone();
         Error::BreakerOpen { region, retry_in: Some(until.saturating_since(now)) }
     }
-}
-
-/// Refuses, before the call begins, a request `send` cannot put on the wire as given. What else
-/// a URI path may not hold (a space, a control) and the header values are checked where the
-/// request is built (`Shared::build_request`), where the path is parsed anyway.
-fn check_spec(spec: &RequestSpec) -> Result<(), Error> {
-    let path = &spec.path_and_query;
-    // `http` would take raw non-ASCII bytes, and would drop a fragment.
-    if !path.starts_with('/') || !path.is_ascii() || path.as_bytes().contains(&b'#') {
-        return Err(Error::invalid_input(format!(
-            "`path_and_query` must start with `/`, be percent-encoded ASCII and hold no fragment (`#`), got {path:?}"
-        )));
-    }
-    if path.len() > crate::api::MAX_PATH_AND_QUERY_BYTES {
-        return Err(Error::invalid_input(format!(
-            "`path_and_query` is {} bytes, more than the {} edges accept",
-            path.len(),
-            crate::api::MAX_PATH_AND_QUERY_BYTES
-        )));
-    }
-    if spec.method == http::Method::CONNECT {
-        return Err(Error::invalid_input("`method` CONNECT opens a tunnel, not a request; it is not sent"));
-    }
-    Ok(())
 }
 
 /// Manual breaker control.

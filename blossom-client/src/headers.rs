@@ -56,23 +56,24 @@ impl RegionHeaders {
         match COMMON.iter().position(|&pair| pair == (accept, content_type)) {
             Some(i) => Ok(maps[i].clone()),
             None => {
-                for (field, value) in [("accept", Some(accept)), ("content_type", content_type)] {
-                    if let Some(value) = value.filter(|v| !is_valid_value(v)) {
-                        return Err(Error::invalid_input(format!("`{field}` is not a valid header value: {value:?}")));
-                    }
-                }
                 let mut map = maps[0].clone();
-                map.remove(header::ACCEPT);
-                fill(&mut map, accept, content_type);
+                map.insert(header::ACCEPT, checked_value("accept", accept)?);
+                if let Some(content_type) = content_type {
+                    map.insert(header::CONTENT_TYPE, checked_value("content_type", content_type)?);
+                }
                 Ok(map)
             }
         }
     }
 }
 
-/// What `HeaderValue::from_static` accepts: visible ASCII, spaces and tabs.
-fn is_valid_value(value: &str) -> bool {
-    value.bytes().all(|b| (32..127).contains(&b) || b == b'\t')
+/// `value` as a header value, if it is one of visible ASCII (what `HeaderValue::to_str` reads
+/// back, and `from_static` takes); else an error naming `field`.
+fn checked_value(field: &str, value: &str) -> Result<HeaderValue, Error> {
+    HeaderValue::from_str(value)
+        .ok()
+        .filter(|parsed| parsed.to_str().is_ok())
+        .ok_or_else(|| Error::invalid_input(format!("`{field}` is not a valid header value: {value:?}")))
 }
 
 fn fill(map: &mut HeaderMap, accept: &'static str, content_type: Option<&'static str>) {

@@ -72,13 +72,7 @@ pub struct RequestSpec {
 impl RequestSpec {
     /// A bodiless, idempotent `GET`, refused if its URL would be too long.
     fn get(path_and_query: String, accept: &'static str) -> Result<Self, Error> {
-        if path_and_query.len() > MAX_PATH_AND_QUERY_BYTES {
-            return Err(Error::invalid_input(format!(
-                "request url is {} bytes after encoding, more than the {MAX_PATH_AND_QUERY_BYTES} edges accept; \
-                 shorten the prompt or use a chat request",
-                path_and_query.len()
-            )));
-        }
+        check_length(&path_and_query)?;
         Ok(RequestSpec {
             method: http::Method::GET,
             path_and_query,
@@ -88,6 +82,37 @@ impl RequestSpec {
             idempotent: true,
         })
     }
+
+    /// Refuses a spec that cannot go on the wire as given: a `path_and_query` that does not
+    /// start with `/`, is not percent-encoded ASCII (`http` would send the raw bytes), holds a
+    /// fragment (which `http` would drop) or is too long; the `CONNECT` method. What else a URI
+    /// path may not hold (a space, a control) and the header values are refused where the
+    /// request is built, which parses them anyway. The builders here make none of these.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        let path = &self.path_and_query;
+        if !path.starts_with('/') || !path.is_ascii() || path.as_bytes().contains(&b'#') {
+            return Err(Error::invalid_input(format!(
+                "`path_and_query` must start with `/`, be percent-encoded ASCII and hold no fragment (`#`), got {path:?}"
+            )));
+        }
+        check_length(path)?;
+        if self.method == http::Method::CONNECT {
+            return Err(Error::invalid_input("`method` CONNECT opens a tunnel, not a request; it is not sent"));
+        }
+        Ok(())
+    }
+}
+
+/// Refuses a `path_and_query` longer than [`MAX_PATH_AND_QUERY_BYTES`].
+fn check_length(path_and_query: &str) -> Result<(), Error> {
+    if path_and_query.len() > MAX_PATH_AND_QUERY_BYTES {
+        return Err(Error::invalid_input(format!(
+            "`path_and_query` is {} bytes after encoding, more than the {MAX_PATH_AND_QUERY_BYTES} edges accept; \
+             shorten the prompt or use a chat request",
+            path_and_query.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Everything but the RFC 3986 unreserved characters (`A-Z a-z 0-9 - . _ ~`) is encoded: `/`,
