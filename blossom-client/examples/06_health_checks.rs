@@ -83,7 +83,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         tokio::time::sleep(Duration::from_millis(400)).await; // let the active checks run
         report(&client, "b failing");
         b.set_behavior(common::latency(5));
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        // Passed checks readmit `b`, then mark it healthy: wait for that (at most 5 s), not for a
+        // fixed time that a loaded machine may not keep.
+        let b_healthy =
+            |client: &BlossomClient| client.stats().regions.iter().any(|r| r.name == "b" && r.health == "Healthy");
+        for _ in 0..100 {
+            if b_healthy(&client) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let before = b.stats().generations;
         for i in 0..20 {
             ok += usize::from(client.text().generate(&format!("Request {i}")).await.is_ok());
