@@ -766,8 +766,10 @@ impl BlossomClient {
         // Borrowed until a redirect names another path: no copy per attempt.
         let mut path = std::borrow::Cow::Borrowed(spec.path_and_query.as_str());
         let mut redirects = 0;
+        // Set once a redirect turns the request into a bodiless `GET` (see `redirected_as_get`).
+        let mut as_get = false;
         let (parts, mut body) = loop {
-            let request = match shared.build_request(endpoint, spec, &path, is_h2) {
+            let request = match shared.build_request(endpoint, spec, &path, is_h2, as_get) {
                 Ok(request) => request,
                 Err(error) => {
                     // Nothing was sent: the attempt is given up, and the connection is as it was.
@@ -801,7 +803,9 @@ impl BlossomClient {
             if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
                 break response.into_parts();
             }
-            let status = response.status().as_u16();
+            let status = response.status();
+            let switch_to_get = !as_get && redirected_as_get(status, &spec.method);
+            let status = status.as_u16();
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let mut body = response.into_body();
             // Drain the redirect body so the connection can carry the next request.
@@ -814,6 +818,7 @@ impl BlossomClient {
                 (Some(next), true) if redirects < shared.config.max_redirects => {
                     redirects += 1;
                     path = std::borrow::Cow::Owned(next);
+                    as_get |= switch_to_get;
                     continue;
                 }
                 (Some(_), true) => Error::TooManyRedirects { limit: shared.config.max_redirects },
@@ -1048,6 +1053,17 @@ fn announces_close(headers: &HeaderMap) -> bool {
 }
 
 /// A redirect target inside the same region, as a path and query.
+/// Whether a redirect is followed as a bodiless `GET`, as the Fetch standard says and browsers
+/// and reqwest do: a `POST` answered 301 or 302, and any method but `GET` and `HEAD` answered
+/// 303. A 307 or 308 keeps the method and the body.
+fn redirected_as_get(status: StatusCode, method: &http::Method) -> bool {
+    match status {
+        StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND => method == http::Method::POST,
+        StatusCode::SEE_OTHER => method != http::Method::GET && method != http::Method::HEAD,
+        _ => false,
+    }
+}
+
 fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
     let uri: http::Uri;
     let path = if location.starts_with('/') && !location.starts_with("//") {

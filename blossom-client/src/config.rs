@@ -98,7 +98,9 @@ pub struct ClientConfig {
     /// Path of the cheap request active health checks send. Default: `/v1/models`.
     pub health_check_path: String,
     /// Redirects followed within the same region, at most [`MAX_REDIRECTS`]; 0 turns them off.
-    /// A redirect to another host or scheme is always refused. Default: 0.
+    /// A redirect to another host or scheme is always refused. As the Fetch standard says, a
+    /// `POST` answered 301 or 302, and any method but `GET`/`HEAD` answered 303, is followed as
+    /// a bodiless `GET`; 307 and 308 keep the method and body. Default: 0.
     pub max_redirects: u32,
     /// `User-Agent` header. Default: `blossom/<version>`.
     pub user_agent: String,

@@ -368,6 +368,7 @@ impl Shared {
         spec: &RequestSpec,
         path: &str,
         h2: bool,
+        as_get: bool,
     ) -> Result<http::Request<Full<Bytes>>, Error> {
         let region = &self.regions[endpoint];
         let mut path_and_query = String::with_capacity(region.prefix.len() + path.len());
@@ -389,10 +390,15 @@ impl Shared {
         };
         // Built in place rather than through `http::request::Builder`, which moves the whole
         // request on every call: this is the hot path.
-        let mut request = http::Request::new(Full::new(spec.body.clone().unwrap_or_default()));
-        *request.method_mut() = spec.method.clone();
+        // `as_get`: a redirect turned the request into a bodiless `GET`.
+        let (method, body, content_type) = match as_get {
+            false => (spec.method.clone(), spec.body.clone(), spec.content_type),
+            true => (http::Method::GET, None, None),
+        };
+        let mut request = http::Request::new(Full::new(body.unwrap_or_default()));
+        *request.method_mut() = method;
         *request.uri_mut() = uri;
-        *request.headers_mut() = self.headers[endpoint].for_request(h2, spec.accept, spec.content_type)?;
+        *request.headers_mut() = self.headers[endpoint].for_request(h2, spec.accept, content_type)?;
         Ok(request)
     }
 

@@ -45,7 +45,7 @@ async fn probe_once(shared: &Arc<Shared>, endpoint: usize) -> Result<(), Error> 
         accept: "application/json",
         idempotent: true,
     };
-    let request = shared.build_request(endpoint, &spec, &spec.path_and_query, is_h2)?;
+    let request = shared.build_request(endpoint, &spec, &spec.path_and_query, is_h2, false)?;
     let response = completion.sender().send(request).await.map_err(|source| Error::Http { source })?;
     let status = response.status();
     completion.saw_response_head(response.headers());

@@ -125,3 +125,57 @@ async fn a_spec_that_is_not_idempotent_is_retried_while_it_never_left() {
     assert!(matches!(err, Error::Connect { .. }), "{err:?}");
     assert_eq!((client.stats().connections_failed, client.stats().requests_retried), (3, 2));
 }
+
+/// A redirect is followed as the Fetch standard says (browsers and reqwest do the same): a
+/// `POST` answered 301 or 302, and any method but `GET`/`HEAD` answered 303, goes on as a bodiless
+/// `GET`; a 307 or 308, and a 301 or 302 of another method, keep the method and the body.
+#[tokio::test]
+async fn a_redirect_turns_a_post_into_a_get_as_fetch_says() {
+    let wire = WireMock::start().await;
+    let moved = |status: u16, to: &str| ResponseTemplate::new(status).insert_header("location", to);
+    for (from, status) in [("/post-301", 301), ("/post-302", 302), ("/post-303", 303), ("/delete-303", 303)] {
+        Mock::given(path(from)).respond_with(moved(status, "/got")).mount(&wire).await;
+    }
+    for (from, status) in [("/post-307", 307), ("/post-308", 308), ("/put-302", 302)] {
+        Mock::given(path(from)).respond_with(moved(status, "/kept")).mount(&wire).await;
+    }
+    Mock::given(method("GET"))
+        .and(path("/got"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("got"))
+        .mount(&wire)
+        .await;
+    Mock::given(path("/kept"))
+        .and(body_string("payload"))
+        .and(header("content-type", "text/plain"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("kept"))
+        .mount(&wire)
+        .await;
+    let client = common::builder(*wire.address(), |_| {}).max_redirects(2).build().unwrap();
+    let with_body = |method: http::Method, path_and_query: &str| RequestSpec {
+        body: Some(Bytes::from_static(b"payload")),
+        content_type: Some("text/plain"),
+        ..spec(method, path_and_query)
+    };
+
+    let cases = [
+        (http::Method::POST, "/post-301", "got", "GET"),
+        (http::Method::POST, "/post-302", "got", "GET"),
+        (http::Method::POST, "/post-303", "got", "GET"),
+        (http::Method::DELETE, "/delete-303", "got", "GET"),
+        (http::Method::POST, "/post-307", "kept", "POST"),
+        (http::Method::POST, "/post-308", "kept", "POST"),
+        (http::Method::PUT, "/put-302", "kept", "PUT"),
+    ];
+    for (verb, from, answer, followed_with) in cases {
+        let before = wire.received_requests().await.unwrap().len();
+        let reply = common::within(GUARD, client.send(&with_body(verb, from))).await;
+        assert_eq!(reply.map(|r| r.body).ok().as_deref(), Some(answer.as_bytes()), "{from}");
+        let received = wire.received_requests().await.unwrap();
+        let hop = &received[before + 1];
+        assert_eq!(hop.method.as_str(), followed_with, "{from}");
+        if followed_with == "GET" {
+            assert!(hop.body.is_empty(), "{from}: the body went along");
+            assert!(!hop.headers.contains_key("content-type"), "{from}: a bodiless GET names no content type");
+        }
+    }
+}
