@@ -9,6 +9,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use blossom_client::BlossomClient;
@@ -16,10 +18,14 @@ use blossom_client::pool_core::{Event, PolicyKind, ResizeReason};
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 
-/// Sends waves of 10 concurrent requests for `how_long`.
-async fn load(client: &BlossomClient, how_long: Duration) -> usize {
+/// Sends waves of 10 concurrent requests for at least `at_least`, then until `seen` counts a
+/// resize (at most 5 s more): a loaded machine may take longer to show it than a fixed time.
+async fn load(client: &BlossomClient, at_least: Duration, seen: &AtomicUsize) -> usize {
     let (started, mut sent) = (Instant::now(), 0);
-    while started.elapsed() < how_long {
+    let before = seen.load(Ordering::SeqCst);
+    while started.elapsed() < at_least
+        || (seen.load(Ordering::SeqCst) == before && started.elapsed() < at_least + Duration::from_secs(5))
+    {
         let calls = (0..10).map(|i| {
             let client = client.clone();
             async move { client.text().generate(&format!("Request {i}")).await }
@@ -46,6 +52,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
 
     let mut events = Box::pin(client.events()); // the stream is not `Unpin`
+    let (grows, shrinks) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (grows_seen, shrinks_seen) = (grows.clone(), shrinks.clone());
     let printer = tokio::spawn(async move {
         let (mut grew, mut shrank) = (0, 0);
         while let Some(e) = events.next().await {
@@ -57,7 +65,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     event.from,
                     event.to
                 );
-                if event.reason == ResizeReason::Grow { grew += 1 } else { shrank += 1 }
+                if event.reason == ResizeReason::Grow {
+                    grew += 1;
+                    grows_seen.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    shrank += 1;
+                    shrinks_seen.fetch_add(1, Ordering::SeqCst);
+                }
             }
         }
         (grew, shrank)
@@ -66,12 +80,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let target_now = |c: &BlossomClient| c.stats().regions[0].pool_target;
     println!("start: pool target {}", target_now(&client));
     println!("phase 1: slow answers (60 ms)");
-    let slow = load(&client, Duration::from_millis(700)).await;
+    let slow = load(&client, Duration::from_millis(700), &grows).await;
     let after_slow = target_now(&client);
     println!("after {slow} slow requests: pool target {after_slow}");
     target.set_behavior(common::latency(1));
     println!("phase 2: fast answers (1 ms)");
-    let fast = load(&client, Duration::from_millis(1200)).await;
+    let fast = load(&client, Duration::from_millis(1200), &shrinks).await;
     let after_fast = target_now(&client);
     println!("after {fast} fast requests: pool target {after_fast}");
 
