@@ -788,6 +788,11 @@ impl BlossomClient {
                 }
                 Ok(Err(source)) => {
                     let (source, only_stream) = completion.failure(source);
+                    if unprocessed(&source) {
+                        // Not the region's failure, and safe to send again whatever the method.
+                        complete_failed(completion, None, only_stream);
+                        return Err(Failed::unsent(Error::Http { source }, Next::Stale));
+                    }
                     let (outcome, next) =
                         if reused { (None, Next::Stale) } else { (Some(Outcome::Failure), Next::Backoff) };
                     complete_failed(completion, outcome, only_stream);
@@ -984,6 +989,21 @@ fn timeout_outcome(error: &Error) -> (Option<Outcome>, Next) {
 /// unknown state.
 fn only_the_stream(is_h2: bool, source: Option<&BoxError>) -> bool {
     is_h2 && source.is_none_or(|error| error.downcast_ref::<h2::Error>().is_some_and(h2::Error::is_reset))
+}
+
+/// Whether the server said it did not process the request (RFC 9113, 8.7): it refused the
+/// stream (`REFUSED_STREAM`), or its graceful `GOAWAY` (`NO_ERROR`) came before this stream.
+/// Such a request may go again at once, even one that is not idempotent, and the failure says
+/// nothing against the region (the server is shedding load or shutting down in order).
+fn unprocessed(source: &BoxError) -> bool {
+    source.downcast_ref::<h2::Error>().is_some_and(|error| {
+        error.is_remote()
+            && match error.reason() {
+                Some(h2::Reason::REFUSED_STREAM) => true,
+                Some(h2::Reason::NO_ERROR) => error.is_go_away(),
+                _ => false,
+            }
+    })
 }
 
 fn complete_failed(completion: &mut Completion<'_>, outcome: Option<Outcome>, reusable: bool) {

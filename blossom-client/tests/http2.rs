@@ -129,6 +129,34 @@ async fn a_refused_stream_is_retried_on_the_same_connection() {
     assert_eq!(client.stats().connections_created, 1);
 }
 
+/// `REFUSED_STREAM` says the server did not process the request (RFC 9113, 8.7): it is sent
+/// again at once even when it is not idempotent, and does not count against the region (a
+/// breaker that opens at the first failure stays closed).
+#[tokio::test]
+async fn a_refused_stream_is_sent_again_whatever_its_method_and_is_not_the_regions_failure() {
+    let (addr, _) = refusing_server(1).await;
+    let client = common::builder(addr, |s| {
+        s.breaker.failure_threshold = 1;
+        s.breaker.failure_rate_threshold = None;
+        s.retry.max_retries = 0;
+    })
+    .http2_prior_knowledge()
+    .build()
+    .unwrap();
+    let post = blossom_client::RequestSpec {
+        method: http::Method::POST,
+        path_and_query: "/openai".into(),
+        body: Some(Bytes::from_static(b"{}")),
+        content_type: Some("application/json"),
+        accept: "application/json",
+        idempotent: false,
+    };
+    let reply = client.send(&post).await.expect("sent again after the refusal");
+    assert_eq!(reply.body, "echo");
+    assert_eq!(client.stats().requests_retried, 1);
+    assert_eq!(client.breaker_state("default"), Some(blossom_client::pool_core::BreakerState::Closed));
+}
+
 #[tokio::test]
 async fn an_answer_refused_unread_leaves_its_connection_serving() {
     let (server, addr) = common::mock().await;
