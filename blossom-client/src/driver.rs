@@ -66,41 +66,51 @@ impl Sender {
         &mut self,
         request: http::Request<Full<Bytes>>,
     ) -> impl Future<Output = Result<http::Response<Body>, crate::error::BoxError>> + '_ {
-        use futures_util::future::Either;
         match self {
-            Sender::H1(s) => {
-                // An idle connection from the pool is ready as a rule; waiting for it is the slow
-                // path, boxed.
-                let sent = if s.is_ready() {
-                    Either::Left(s.send_request(request))
-                } else {
-                    Either::Right(Box::pin(async move {
-                        s.ready().await?;
-                        s.send_request(request).await
-                    }))
-                };
-                Either::Left(H1Sent { sent })
-            }
-            Sender::H2(s) => Either::Right(s.send(request)),
+            // An idle connection from the pool is ready as a rule; waiting for it is the slow
+            // path, boxed.
+            Sender::H1(s) if s.is_ready() => Sent::H1 { sent: s.send_request(request) },
+            Sender::H1(s) => Sent::H1Later {
+                sent: Box::pin(async move {
+                    s.ready().await?;
+                    s.send_request(request).await
+                }),
+            },
+            Sender::H2(s) => Sent::H2 { sent: s.send(request) },
         }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// hyper's HTTP/1.1 response, as a [`Body`]. Converted as it comes out: no state to replace
-    /// on completion, as `FutureExt::map` has (a copy of the whole future per request).
-    struct H1Sent<F> {
-        #[pin]
-        sent: F,
+    /// A response on its way, in one level (each level a response passes moves it once more):
+    /// hyper's HTTP/1.1 future, the same after waiting for the connection, or an HTTP/2
+    /// stream's. hyper's response comes out as a [`Body`].
+    #[project = SentProj]
+    enum Sent<F, L, H> {
+        H1 { #[pin] sent: F },
+        H1Later { #[pin] sent: L },
+        H2 { #[pin] sent: H },
     }
 }
 
-impl<F: Future<Output = hyper::Result<http::Response<hyper::body::Incoming>>>> Future for H1Sent<F> {
+type H1Result = hyper::Result<http::Response<hyper::body::Incoming>>;
+
+impl<F, L, H> Future for Sent<F, L, H>
+where
+    F: Future<Output = H1Result>,
+    L: Future<Output = H1Result>,
+    H: Future<Output = Result<http::Response<Body>, crate::error::BoxError>>,
+{
     type Output = Result<http::Response<Body>, crate::error::BoxError>;
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().sent.poll(cx).map(|sent| match sent {
+        let sent = match self.project() {
+            SentProj::H1 { sent } => std::task::ready!(sent.poll(cx)),
+            SentProj::H1Later { sent } => std::task::ready!(sent.poll(cx)),
+            SentProj::H2 { sent } => return sent.poll(cx),
+        };
+        Poll::Ready(match sent {
             Ok(response) => Ok(response.map(Body::H1)),
             Err(error) => Err(Box::new(error) as crate::error::BoxError),
         })
