@@ -1072,7 +1072,6 @@ fn announces_close(headers: &HeaderMap) -> bool {
         .any(|token| token.trim().eq_ignore_ascii_case("close"))
 }
 
-/// A redirect target inside the same region, as a path and query.
 /// Whether a redirect is followed as a bodiless `GET`, as the Fetch standard says and browsers
 /// and reqwest do: a `POST` answered 301 or 302, and any method but `GET` and `HEAD` answered
 /// 303. A 307 or 308 keeps the method and the body.
@@ -1084,6 +1083,7 @@ fn redirected_as_get(status: StatusCode, method: &http::Method) -> bool {
     }
 }
 
+/// A redirect target inside the same region, as a path and query.
 fn same_region_path(region: &ParsedRegion, location: &str) -> Option<String> {
     let uri: http::Uri;
     let path = if location.starts_with('/') && !location.starts_with("//") {

@@ -401,9 +401,10 @@ impl Shared {
         // Built in place rather than through `http::request::Builder`, which moves the whole
         // request on every call: this is the hot path.
         // `as_get`: a redirect turned the request into a bodiless `GET`.
-        let (method, body, content_type) = match as_get {
-            false => (spec.method.clone(), spec.body.clone(), spec.content_type),
-            true => (http::Method::GET, None, None),
+        let (method, body, content_type) = if as_get {
+            (http::Method::GET, None, None)
+        } else {
+            (spec.method.clone(), spec.body.clone(), spec.content_type)
         };
         let mut request = http::Request::new(Full::new(body.unwrap_or_default()));
         *request.method_mut() = method;
