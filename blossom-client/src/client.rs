@@ -114,9 +114,10 @@ impl ClientBuilder {
     }
 
     /// Validates everything and starts the client's background task (timers, validation, health
-    /// checks). On a multi-thread runtime it also starts a thread, `blossom-alarm`, that keeps the
-    /// task's time. Both end when the client's clones and the streams it handed out are dropped,
-    /// or with their runtime (a later call starts them on its own): build one client and share it.
+    /// checks). On a multi-thread runtime the task's time is kept by `blossom-alarm`, one thread
+    /// for the process that the first client starts. The task ends when the client's clones and
+    /// the streams it handed out are dropped, or with its runtime (a later call starts it again
+    /// on its own): build one client and share it.
     pub fn build(mut self) -> Result<BlossomClient, Error> {
         if self.from_env {
             self.config.apply_env()?;
