@@ -21,9 +21,11 @@ use crate::connect::Io;
 use crate::error::BoxError;
 use crate::ping::{KeepAlive, PingOutcome, PingTimedOut, Pinger};
 
-/// Streams opened before the peer's SETTINGS say how many it takes: hyper's default, the least
-/// RFC 9113 recommends a peer to allow.
-const STREAMS_BEFORE_SETTINGS: usize = 100;
+/// Streams opened before the peer's SETTINGS say how many it takes: one under the 100 RFC 9113
+/// recommends a peer to allow at least (and hyper assumes). h2 reports this number until the
+/// SETTINGS come, so it cannot be a limit peers announce: 100 is a common one (Apache's and
+/// hypercorn's default), 99 is not.
+const STREAMS_BEFORE_SETTINGS: usize = 99;
 
 /// Opens HTTP/2 on `io` with hyper's client defaults (windows of 5 MiB per connection and 2 MiB
 /// per stream, 16 KiB frames and header lists, no server push), and PINGs if `keep_alive` says

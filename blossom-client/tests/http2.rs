@@ -89,6 +89,24 @@ async fn streams_past_the_peers_limit_open_another_connection_rather_than_queue(
     assert_eq!(server.stats().max_in_flight, 25, "none waited inside a full connection");
 }
 
+/// A limit of exactly 100 (Apache's and hypercorn's default, and what the client assumes before
+/// the peer's SETTINGS) is the peer's all the same: 250 requests take three connections.
+#[tokio::test]
+async fn a_peer_limit_of_100_is_told_apart_from_no_settings_yet() {
+    let (server, addr) = common::mock().await;
+    server.set_behavior(latency());
+    server.set_http2_max_streams(100);
+    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
+    client.text().generate("first").await.unwrap();
+    let calls = (0..250).map(|i| {
+        let client = client.clone();
+        async move { client.text().generate(&format!("prompt {i}")).await }
+    });
+    assert!(join_all(calls).await.iter().all(Result::is_ok));
+    assert_eq!(server.stats().connections, 3, "100 streams per connection for 250 requests");
+    assert_eq!(server.stats().max_in_flight, 250, "none waited inside a full connection");
+}
+
 /// An h2c server on loopback that resets the first `refuse` streams with `REFUSED_STREAM` and
 /// answers the others; returns its address and the connections it accepted.
 async fn refusing_server(refuse: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {

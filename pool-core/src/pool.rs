@@ -329,6 +329,9 @@ struct Endpoint {
     /// Established HTTP/2 connections.
     shared: Vec<ConnId>,
     http2: bool,
+    /// The stream limit the peer announced last ([`Pool::on_stream_limit`]): the same server
+    /// announces the same on its next connection, before that one's SETTINGS are read.
+    peer_streams: Option<u32>,
     /// Connections to keep open (warmup target); closed ones are replaced.
     warm: u32,
     waiters: VecDeque<Waiter>,
@@ -368,6 +371,7 @@ impl Pool {
                 shared: Vec::with_capacity(per),
                 http2: false,
                 warm: 0,
+                peer_streams: None,
                 waiters: VecDeque::with_capacity(waiters),
                 stats: PoolStats::default(),
             })
@@ -494,9 +498,15 @@ impl Pool {
         ep.connecting -= 1;
         ep.stats.created += 1;
         match protocol {
-            Protocol::Http2 { .. } => {
+            Protocol::Http2 { max_streams } => {
                 ep.http2 = true;
                 ep.shared.push(id);
+                if let Some(peer) = ep.peer_streams.filter(|&peer| peer < max_streams) {
+                    // Not read from this connection yet: what the peer said on the last one.
+                    if let Some(Conn { state: State::Ready { protocol, .. }, .. }) = self.conn_mut(id) {
+                        *protocol = Protocol::Http2 { max_streams: peer };
+                    }
+                }
             }
             Protocol::Http1 => {
                 // HTTP/1.1 after all (ALPN said so): stop holding requests for a shared connection.
@@ -515,12 +525,14 @@ impl Pool {
     /// finish where they are. A raised limit serves waiters at once.
     pub fn on_stream_limit(&mut self, now: Time, id: ConnId, max_streams: u32) {
         let Some(conn) = self.conn_mut(id) else { return };
+        let endpoint = conn.endpoint as usize;
         let State::Ready { protocol: Protocol::Http2 { max_streams: limit }, .. } = &mut conn.state else { return };
-        if *limit == max_streams {
-            return;
-        }
+        let changed = *limit != max_streams;
         *limit = max_streams;
-        self.dispatch(now);
+        self.endpoints[endpoint].peer_streams = Some(max_streams);
+        if changed {
+            self.dispatch(now);
+        }
     }
 
     /// Opening a connection failed; its slot is free again.
@@ -885,8 +897,9 @@ impl Pool {
         }
         let ep = &self.endpoints[endpoint];
         if ep.http2 && ep.connecting > 0 {
-            // Share the connection being opened rather than open another (hyper#2197).
-            let streams = self.config.http2_default_streams as usize;
+            // Share the connection being opened rather than open another (hyper#2197), as far
+            // as the peer will take.
+            let streams = ep.peer_streams.unwrap_or(self.config.http2_default_streams) as usize;
             if ep.waiters.len() < ep.connecting as usize * streams.saturating_sub(1) {
                 return None;
             }
@@ -1332,6 +1345,37 @@ mod tests {
         assert_eq!(p.poll_close(), Some((c, CloseReason::Broken)), "closed with its last stream");
         assert_eq!(p.stats().closed.broken, 1);
         assert!(matches!(p.poll_grant(), Some((_, Grant::Connect(_)))), "its room goes to the waiter");
+        p.check_invariants().unwrap();
+    }
+
+    /// The limit a peer announced is what its next connection is taken to allow until that one's
+    /// own SETTINGS say otherwise: the requests waiting for it take no more streams than that,
+    /// and the rest get a connection of their own.
+    #[test]
+    fn the_limit_a_peer_announced_holds_for_its_next_connection() {
+        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
+        let mut p = Pool::new(config, 1).unwrap();
+        let first = http2_carrying(&mut p, 200, 3);
+        p.on_stream_limit(at(0), first, 3);
+        let Checkout::Connect(second) = p.checkout(at(0), 0, at(5)) else { panic!("the first is full") };
+        let waiters: Vec<_> = (0..3)
+            .map(|_| match p.checkout(at(0), 0, at(5)) {
+                Checkout::Wait(w) => w,
+                other => panic!("waits for the connection being opened: {other:?}"),
+            })
+            .collect();
+        // Opened before its SETTINGS were read: the caller's default of 200 is not believed.
+        p.on_connected(at(0), second, Protocol::Http2 { max_streams: 200 });
+        assert_eq!(p.poll_grant(), Some((waiters[0], Grant::Reuse(second))));
+        assert_eq!(p.poll_grant(), Some((waiters[1], Grant::Reuse(second))));
+        assert!(
+            matches!(p.poll_grant(), Some((w, Grant::Connect(_))) if w == waiters[2]),
+            "the second is full at three"
+        );
+        assert_eq!(p.in_use(second), 3);
+        // Its own SETTINGS raise it.
+        p.on_stream_limit(at(0), second, 5);
+        assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(second));
         p.check_invariants().unwrap();
     }
 
