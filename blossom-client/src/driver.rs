@@ -711,17 +711,22 @@ impl Shared {
             tokio::spawn(async move { crate::health::probe(shared, endpoint).await });
         }
         for (endpoint, id) in replacements {
-            let mut reserved = Reserved { shared: self.clone(), id, armed: true };
-            tokio::spawn(async move {
-                // From its first step `connect` guards the slot itself.
-                reserved.armed = false;
-                let shared = &reserved.shared;
-                if let Err(error) = shared.connect(endpoint, id, true, None).await {
-                    tracing::debug!(region = %shared.regions[endpoint].name, %error, "replacing a warm connection failed");
-                }
-            });
+            self.spawn_replacement(endpoint, id);
         }
         next
+    }
+
+    /// Opens a warm connection in slot `id`, reserved already, on a task of its own.
+    fn spawn_replacement(self: &Arc<Self>, endpoint: usize, id: ConnId) {
+        let mut reserved = Reserved { shared: self.clone(), id, armed: true };
+        tokio::spawn(async move {
+            // From its first step `connect` guards the slot itself.
+            reserved.armed = false;
+            let shared = &reserved.shared;
+            if let Err(error) = shared.connect(endpoint, id, true, None).await {
+                tracing::debug!(region = %shared.regions[endpoint].name, %error, "replacing a warm connection failed");
+            }
+        });
     }
 }
 
@@ -953,5 +958,62 @@ fn health_endpoint(event: &pool_core::HealthEvent) -> Option<usize> {
         | H::MarkedUnhealthy { endpoint, .. }
         | H::MarkedHealthy { endpoint, .. } => Some(*endpoint),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client of a region where nothing listens, and its slot reserved for a warm connection.
+    fn reserved_slot(runtime: &tokio::runtime::Runtime) -> (crate::BlossomClient, ConnId) {
+        let client = runtime.block_on(async {
+            crate::BlossomClient::builder().base_url("http://127.0.0.1:9").build().expect("client")
+        });
+        let id = client.shared.lock().core.pool_mut().reserve_warmup(0).expect("room for one");
+        (client, id)
+    }
+
+    fn connecting(shared: &Shared) -> u32 {
+        let inner = shared.lock();
+        inner.core.check_invariants().expect("the pool's bookkeeping holds");
+        inner.core.pool().endpoint_stats(0).connecting
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    /// A replacement whose runtime shuts down before its task ran gives its slot back, rather
+    /// than leave it connecting for good.
+    #[test]
+    fn a_replacement_dropped_unrun_gives_its_slot_back() {
+        let runtime = current_thread();
+        let (client, id) = reserved_slot(&runtime);
+        assert_eq!(connecting(&client.shared), 1);
+        let doomed = current_thread();
+        // Spawned from a future that is done at its first poll: the task never runs.
+        doomed.block_on(async { client.shared.spawn_replacement(0, id) });
+        drop(doomed);
+        assert_eq!(connecting(&client.shared), 0, "the slot is given back");
+    }
+
+    /// One that runs hands the slot to `connect`: the connect fails (nothing listens), counts
+    /// the failure and frees the slot.
+    #[test]
+    fn a_replacement_that_runs_and_fails_frees_its_slot() {
+        let runtime = current_thread();
+        let (client, id) = reserved_slot(&runtime);
+        runtime.block_on(async {
+            client.shared.spawn_replacement(0, id);
+            for _ in 0..1000 {
+                if connecting(&client.shared) == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        assert_eq!(connecting(&client.shared), 0);
+        assert_eq!(client.shared.lock().core.pool().endpoint_stats(0).connect_failed, 1);
     }
 }
