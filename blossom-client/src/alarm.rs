@@ -95,7 +95,7 @@ impl Table {
 
     /// Rings every client whose time has come at `now` (its time is cleared), and returns how
     /// long to wait for the next one (`None`: until told).
-    fn ring_due(&mut self, now: Instant, mut ring: impl FnMut(&Notify)) -> Option<Duration> {
+    fn ring_due(&mut self, now: Instant, mut ring: impl FnMut(&Arc<Notify>)) -> Option<Duration> {
         for entry in &mut self.entries {
             if entry.at.is_some_and(|at| at <= now) {
                 entry.at = None;
@@ -141,9 +141,19 @@ fn alarms() -> Option<&'static Alarms> {
 }
 
 fn ring(alarms: &Alarms) {
+    let mut due: Vec<Arc<Notify>> = Vec::new();
     let mut table = alarms.lock();
     loop {
-        table = match table.ring_due(Instant::now(), Notify::notify_one) {
+        let wait = table.ring_due(Instant::now(), |wake| due.push(wake.clone()));
+        if !due.is_empty() {
+            // Rung with the table free, so no client's `set` waits on a wake-up; then the table
+            // is read again (a time set meanwhile told nobody waiting).
+            drop(table);
+            due.drain(..).for_each(|wake| wake.notify_one());
+            table = alarms.lock();
+            continue;
+        }
+        table = match wait {
             None => alarms.changed.wait(table).unwrap_or_else(|poisoned| poisoned.into_inner()),
             Some(left) => alarms.changed.wait_timeout(table, left).unwrap_or_else(|poisoned| poisoned.into_inner()).0,
         };
@@ -189,7 +199,7 @@ mod tests {
     fn due(table: &mut Table, wakes: &[Arc<Notify>], now: Instant) -> (Vec<usize>, Option<Duration>) {
         let mut rung = Vec::new();
         let wait = table.ring_due(now, |wake| {
-            rung.push(wakes.iter().position(|w| std::ptr::eq(&**w, wake)).expect("a known client"));
+            rung.push(wakes.iter().position(|w| Arc::ptr_eq(w, wake)).expect("a known client"));
         });
         (rung, wait)
     }

@@ -421,7 +421,8 @@ enum Begun {
 enum Next {
     /// Final.
     Stop,
-    /// A reused connection failed before any response: once, at once, on a fresh connection.
+    /// Once, at once: a reused connection failed before any response (the retry takes a fresh
+    /// one), or an HTTP/2 server did not process the request (see [`unprocessed`]).
     Stale,
     /// With backoff, within the retry budget.
     Backoff,
@@ -656,8 +657,9 @@ impl BlossomClient {
                         let next = match next_step {
                             Next::Stale if free_stale_retry => {
                                 stale_retried = true;
-                                // The server dropped a kept-alive connection: the others that
-                                // idled with it are as likely gone, so the retry opens a fresh one.
+                                // A server that dropped a kept-alive HTTP/1.1 connection likely
+                                // dropped those that idled with it: the retry opens a fresh one.
+                                // (Nothing to close after an HTTP/2 refusal.)
                                 shared.close_idle_http1(&mut inner, endpoint);
                                 Some(now)
                             }
@@ -790,9 +792,17 @@ impl BlossomClient {
                 Ok(Err(source)) => {
                     let (source, only_stream) = completion.failure(source);
                     if unprocessed(&source) {
-                        // Not the region's failure, and safe to send again whatever the method.
+                        // Not the region's failure. Safe to send again whatever the method, unless
+                        // a redirect answered an earlier request of this attempt: that one was
+                        // processed, and a retry sends it again.
                         complete_failed(completion, None, only_stream);
-                        return Err(Failed::unsent(Error::Http { source }, Next::Stale));
+                        let error = Error::Http { source };
+                        let failed = if completion.answered {
+                            Failed::new(error, Next::Stale)
+                        } else {
+                            Failed::unsent(error, Next::Stale)
+                        };
+                        return Err(failed);
                     }
                     let (outcome, next) =
                         if reused { (None, Next::Stale) } else { (Some(Outcome::Failure), Next::Backoff) };

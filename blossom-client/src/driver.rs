@@ -551,8 +551,9 @@ impl Shared {
         let mut inner = self.lock();
         let protocol = match &sender {
             // Read under the lock the connection's task reports a change under: none is lost.
-            // Until the peer's SETTINGS say otherwise, the pool's own limit: streams past the
-            // peer's wait inside the connection meanwhile.
+            // Until the peer's SETTINGS say otherwise, the pool's own limit (or what the peer
+            // said on its last connection, pool-core's rule): streams past the peer's wait
+            // inside the connection meanwhile.
             Sender::H2(s) => {
                 Protocol::Http2 { max_streams: s.stream_limit().map_or(self.stream_cap(), |n| self.streams_for(n)) }
             }
@@ -965,10 +966,12 @@ fn health_endpoint(event: &pool_core::HealthEvent) -> Option<usize> {
 mod tests {
     use super::*;
 
-    /// A client of a region where nothing listens, and its slot reserved for a warm connection.
+    /// A client of a region where nothing listens (a port just freed), and its slot reserved
+    /// for a warm connection.
     fn reserved_slot(runtime: &tokio::runtime::Runtime) -> (crate::BlossomClient, ConnId) {
+        let freed = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port");
         let client = runtime.block_on(async {
-            crate::BlossomClient::builder().base_url("http://127.0.0.1:9").build().expect("client")
+            crate::BlossomClient::builder().base_url(format!("http://{freed}")).build().expect("client")
         });
         let id = client.shared.lock().core.pool_mut().reserve_warmup(0).expect("room for one");
         (client, id)

@@ -175,6 +175,58 @@ async fn a_refused_stream_is_sent_again_whatever_its_method_and_is_not_the_regio
     assert_eq!(client.breaker_state("default"), Some(blossom_client::pool_core::BreakerState::Closed));
 }
 
+/// An h2c server on loopback: `POST /a` is answered 303 to `/b`, whose first request is refused
+/// (`REFUSED_STREAM`) and later ones answered; returns its address and the `POST`s it saw.
+async fn redirect_then_refuse_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let posts = Arc::new(AtomicUsize::new(0));
+    let (seen, refused) = (posts.clone(), Arc::new(AtomicUsize::new(0)));
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (seen, refused) = (seen.clone(), refused.clone());
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
+                while let Some(Ok((request, mut respond))) = connection.accept().await {
+                    let response = if request.method() == http::Method::POST {
+                        seen.fetch_add(1, Ordering::Relaxed);
+                        http::Response::builder().status(303).header("location", "/b").body(()).unwrap()
+                    } else if refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        continue;
+                    } else {
+                        http::Response::builder().body(()).unwrap()
+                    };
+                    if let Ok(mut body) = respond.send_response(response, false) {
+                        let _ = body.send_data(Bytes::from_static(b"done"), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, posts)
+}
+
+/// A refusal of the request a redirect led to does not make the redirected one unprocessed: a
+/// `POST` the server answered with a 303 is not sent again when the `GET` after it is refused.
+#[tokio::test]
+async fn a_refused_request_after_a_redirect_does_not_send_a_processed_post_again() {
+    let (addr, posts) = redirect_then_refuse_server().await;
+    let client =
+        common::builder(addr, |s| s.retry.max_retries = 3).http2_prior_knowledge().max_redirects(2).build().unwrap();
+    let post = blossom_client::RequestSpec {
+        method: http::Method::POST,
+        path_and_query: "/a".into(),
+        body: Some(Bytes::from_static(b"{}")),
+        content_type: Some("application/json"),
+        accept: "application/json",
+        idempotent: false,
+    };
+    let result = client.send(&post).await;
+    assert_eq!(posts.load(Ordering::Relaxed), 1, "the POST was processed once and sent once: {result:?}");
+    assert!(matches!(result, Err(blossom_client::Error::Http { .. })), "{result:?}");
+}
+
 #[tokio::test]
 async fn an_answer_refused_unread_leaves_its_connection_serving() {
     let (server, addr) = common::mock().await;

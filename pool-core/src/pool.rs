@@ -36,7 +36,8 @@ pub struct PoolConfig {
     pub block: bool,
     /// HTTP/2 streams per connection at most, and as many as are assumed until the peer says
     /// how many it takes at once. A peer that takes fewer (its `SETTINGS_MAX_CONCURRENT_STREAMS`)
-    /// lowers this for its connection ([`Pool::on_stream_limit`]). Default: 200.
+    /// lowers this for its connection ([`Pool::on_stream_limit`]), and for the endpoint's next
+    /// connections until their own SETTINGS are read. Default: 200.
     pub http2_default_streams: u32,
     /// An endpoint's target bounds its requests in flight over HTTP/2 too, not only its
     /// connections: set when a sizer drives the target, which over HTTP/1.1 means both.
@@ -529,7 +530,10 @@ impl Pool {
         let State::Ready { protocol: Protocol::Http2 { max_streams: limit }, .. } = &mut conn.state else { return };
         let changed = *limit != max_streams;
         *limit = max_streams;
-        self.endpoints[endpoint].peer_streams = Some(max_streams);
+        if max_streams > 0 {
+            // A peer holding back all streams for a while says nothing of its next connection.
+            self.endpoints[endpoint].peer_streams = Some(max_streams);
+        }
         if changed {
             self.dispatch(now);
         }
@@ -1376,6 +1380,24 @@ mod tests {
         // Its own SETTINGS raise it.
         p.on_stream_limit(at(0), second, 5);
         assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(second));
+        p.check_invariants().unwrap();
+    }
+
+    /// A peer holding back every stream for a while (a limit of 0) says nothing of its next
+    /// connection: that one is taken to allow what the peer announced before.
+    #[test]
+    fn a_limit_of_zero_is_not_carried_to_the_next_connection() {
+        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
+        let mut p = Pool::new(config, 1).unwrap();
+        let first = http2_carrying(&mut p, 200, 1);
+        p.on_stream_limit(at(0), first, 4);
+        p.on_stream_limit(at(0), first, 0);
+        let Checkout::Connect(second) = p.checkout(at(0), 0, at(5)) else { panic!("the first takes none") };
+        p.on_connected(at(0), second, Protocol::Http2 { max_streams: 200 });
+        for _ in 1..4 {
+            assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(second));
+        }
+        assert!(matches!(p.checkout(at(0), 0, at(5)), Checkout::Connect(_)), "four, as announced before the 0");
         p.check_invariants().unwrap();
     }
 
