@@ -72,39 +72,48 @@ async fn a_second_connection_opens_only_past_the_stream_limit() {
     assert_eq!(client.stats().connections_created, 2);
 }
 
-#[tokio::test]
-async fn streams_past_the_peers_limit_open_another_connection_rather_than_queue() {
+/// `requests` sent at once, after a first one (whose connection reads the server's SETTINGS before
+/// its answer), to a server that takes `limit` streams per connection: its statistics then.
+async fn burst_at_peer_limit(limit: u32, requests: usize) -> blossom_mock::ServerStats {
     let (server, addr) = common::mock().await;
     server.set_behavior(latency());
-    server.set_http2_max_streams(10);
+    server.set_http2_max_streams(limit);
     let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
-    // A first request: the connection reads the server's SETTINGS before its answer.
     client.text().generate("first").await.unwrap();
-    let calls = (0..25).map(|i| {
+    let calls = (0..requests).map(|i| {
         let client = client.clone();
         async move { client.text().generate(&format!("prompt {i}")).await }
     });
     assert!(join_all(calls).await.iter().all(Result::is_ok));
-    assert_eq!(server.stats().connections, 3, "10 streams per connection for 25 requests");
-    assert_eq!(server.stats().max_in_flight, 25, "none waited inside a full connection");
+    server.stats()
 }
 
-/// A limit of exactly 100 (Apache's and hypercorn's default, and what the client assumes before
-/// the peer's SETTINGS) is the peer's all the same: 250 requests take three connections.
+#[tokio::test]
+async fn streams_past_the_peers_limit_open_another_connection_rather_than_queue() {
+    let stats = burst_at_peer_limit(10, 25).await;
+    assert_eq!(stats.connections, 3, "10 streams per connection for 25 requests");
+    assert_eq!(stats.max_in_flight, 25, "none waited inside a full connection");
+}
+
+/// A limit of exactly 100 (Apache's and hypercorn's default, next to the 99 the client assumes
+/// before a peer's SETTINGS) is seen all the same: 250 requests take three connections.
 #[tokio::test]
 async fn a_peer_limit_of_100_is_told_apart_from_no_settings_yet() {
-    let (server, addr) = common::mock().await;
-    server.set_behavior(latency());
-    server.set_http2_max_streams(100);
-    let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
-    client.text().generate("first").await.unwrap();
-    let calls = (0..250).map(|i| {
-        let client = client.clone();
-        async move { client.text().generate(&format!("prompt {i}")).await }
-    });
-    assert!(join_all(calls).await.iter().all(Result::is_ok));
-    assert_eq!(server.stats().connections, 3, "100 streams per connection for 250 requests");
-    assert_eq!(server.stats().max_in_flight, 250, "none waited inside a full connection");
+    let stats = burst_at_peer_limit(100, 250).await;
+    assert_eq!(stats.connections, 3, "100 streams per connection for 250 requests");
+    assert_eq!(stats.max_in_flight, 250, "none waited inside a full connection");
+}
+
+/// A `POST` of a JSON body to `path`, not idempotent.
+fn json_post(path: &str) -> blossom_client::RequestSpec {
+    blossom_client::RequestSpec {
+        method: http::Method::POST,
+        path_and_query: path.into(),
+        body: Some(Bytes::from_static(b"{}")),
+        content_type: Some("application/json"),
+        accept: "application/json",
+        idempotent: false,
+    }
 }
 
 /// An h2c server on loopback that resets the first `refuse` streams with `REFUSED_STREAM` and
@@ -161,14 +170,7 @@ async fn a_refused_stream_is_sent_again_whatever_its_method_and_is_not_the_regio
     .http2_prior_knowledge()
     .build()
     .unwrap();
-    let post = blossom_client::RequestSpec {
-        method: http::Method::POST,
-        path_and_query: "/openai".into(),
-        body: Some(Bytes::from_static(b"{}")),
-        content_type: Some("application/json"),
-        accept: "application/json",
-        idempotent: false,
-    };
+    let post = json_post("/openai");
     let reply = client.send(&post).await.expect("sent again after the refusal");
     assert_eq!(reply.body, "echo");
     assert_eq!(client.stats().requests_retried, 1);
@@ -214,14 +216,7 @@ async fn a_refused_request_after_a_redirect_does_not_send_a_processed_post_again
     let (addr, posts) = redirect_then_refuse_server().await;
     let client =
         common::builder(addr, |s| s.retry.max_retries = 3).http2_prior_knowledge().max_redirects(2).build().unwrap();
-    let post = blossom_client::RequestSpec {
-        method: http::Method::POST,
-        path_and_query: "/a".into(),
-        body: Some(Bytes::from_static(b"{}")),
-        content_type: Some("application/json"),
-        accept: "application/json",
-        idempotent: false,
-    };
+    let post = json_post("/a");
     let result = client.send(&post).await;
     assert_eq!(posts.load(Ordering::Relaxed), 1, "the POST was processed once and sent once: {result:?}");
     assert!(matches!(result, Err(blossom_client::Error::Http { .. })), "{result:?}");
