@@ -82,17 +82,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         tokio::time::sleep(Duration::from_millis(400)).await; // let the active checks run
         report(&client, "b failing");
+        // Passed checks readmit `b`, then mark it healthy: wait for that event (at most 5 s), not
+        // for a fixed time that a loaded machine may not keep. Subscribed before `b` recovers.
+        let mut changes = Box::pin(client.events());
         b.set_behavior(common::latency(5));
-        // Passed checks readmit `b`, then mark it healthy: wait for that (at most 5 s), not for a
-        // fixed time that a loaded machine may not keep.
-        let b_healthy =
-            |client: &BlossomClient| client.stats().regions.iter().any(|r| r.name == "b" && r.health == "Healthy");
-        for _ in 0..100 {
-            if b_healthy(&client) {
-                break;
+        let b_healthy = async {
+            while let Some(e) = changes.next().await {
+                if e.region.as_deref() == Some("b")
+                    && matches!(e.event, Event::Health(HealthEvent::MarkedHealthy { .. }))
+                {
+                    break;
+                }
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), b_healthy).await;
         let before = b.stats().generations;
         for i in 0..20 {
             ok += usize::from(client.text().generate(&format!("Request {i}")).await.is_ok());

@@ -796,13 +796,8 @@ impl BlossomClient {
                         // a redirect answered an earlier request of this attempt: that one was
                         // processed, and a retry sends it again.
                         complete_failed(completion, None, only_stream);
-                        let error = Error::Http { source };
-                        let failed = if completion.answered {
-                            Failed::new(error, Next::Stale)
-                        } else {
-                            Failed::unsent(error, Next::Stale)
-                        };
-                        return Err(failed);
+                        let failed = Failed::new(Error::Http { source }, Next::Stale);
+                        return Err(Failed { sent: completion.answered, ..failed });
                     }
                     let (outcome, next) =
                         if reused { (None, Next::Stale) } else { (Some(Outcome::Failure), Next::Backoff) };
@@ -819,9 +814,8 @@ impl BlossomClient {
             if !response.status().is_redirection() || response.status() == StatusCode::NOT_MODIFIED {
                 break response.into_parts();
             }
-            let status = response.status();
-            let switch_to_get = !as_get && redirected_as_get(status, &spec.method);
-            let status = status.as_u16();
+            let code = response.status();
+            let status = code.as_u16();
             let location = response.headers().get(header::LOCATION).and_then(|v| v.to_str().ok()).map(str::to_string);
             let mut body = response.into_body();
             // Drain the redirect body so the connection can carry the next request.
@@ -834,7 +828,7 @@ impl BlossomClient {
                 (Some(next), true) if redirects < shared.config.max_redirects => {
                     redirects += 1;
                     path = std::borrow::Cow::Owned(next);
-                    as_get |= switch_to_get;
+                    as_get |= redirected_as_get(code, &spec.method);
                     continue;
                 }
                 (Some(_), true) => Error::TooManyRedirects { limit: shared.config.max_redirects },

@@ -712,13 +712,14 @@ impl Shared {
             tokio::spawn(async move { crate::health::probe(shared, endpoint).await });
         }
         for (endpoint, id) in replacements {
-            self.spawn_replacement(endpoint, id);
+            // Detached: the task ends on its own.
+            drop(self.spawn_replacement(endpoint, id));
         }
         next
     }
 
     /// Opens a warm connection in slot `id`, reserved already, on a task of its own.
-    fn spawn_replacement(self: &Arc<Self>, endpoint: usize, id: ConnId) {
+    fn spawn_replacement(self: &Arc<Self>, endpoint: usize, id: ConnId) -> tokio::task::JoinHandle<()> {
         let mut reserved = Reserved { shared: self.clone(), id, armed: true };
         tokio::spawn(async move {
             // From its first step `connect` guards the slot itself.
@@ -727,7 +728,7 @@ impl Shared {
             if let Err(error) = shared.connect(endpoint, id, true, None).await {
                 tracing::debug!(region = %shared.regions[endpoint].name, %error, "replacing a warm connection failed");
             }
-        });
+        })
     }
 }
 
@@ -996,7 +997,7 @@ mod tests {
         assert_eq!(connecting(&client.shared), 1);
         let doomed = current_thread();
         // Spawned from a future that is done at its first poll: the task never runs.
-        doomed.block_on(async { client.shared.spawn_replacement(0, id) });
+        doomed.block_on(async { drop(client.shared.spawn_replacement(0, id)) });
         drop(doomed);
         assert_eq!(connecting(&client.shared), 0, "the slot is given back");
     }
@@ -1007,15 +1008,8 @@ mod tests {
     fn a_replacement_that_runs_and_fails_frees_its_slot() {
         let runtime = current_thread();
         let (client, id) = reserved_slot(&runtime);
-        runtime.block_on(async {
-            client.shared.spawn_replacement(0, id);
-            for _ in 0..1000 {
-                if connecting(&client.shared) == 0 {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        });
+        let ran = runtime.block_on(async { client.shared.spawn_replacement(0, id).await });
+        ran.expect("the task ran to its end");
         assert_eq!(connecting(&client.shared), 0);
         assert_eq!(client.shared.lock().core.pool().endpoint_stats(0).connect_failed, 1);
     }

@@ -489,8 +489,13 @@ impl Pool {
 
     /// A connection opened. A request's connection goes to that request; a warmup one goes idle.
     pub fn on_connected(&mut self, now: Time, id: ConnId, protocol: Protocol) {
+        let Some(&Conn { state: State::Connecting(owner), endpoint, .. }) = self.conn(id) else { return };
+        let protocol = match (protocol, self.endpoints[endpoint as usize].peer_streams) {
+            // Not read from this connection yet: what the peer said on its last one, if less.
+            (Protocol::Http2 { max_streams }, Some(peer)) => Protocol::Http2 { max_streams: max_streams.min(peer) },
+            (protocol, _) => protocol,
+        };
         let Some(conn) = self.conn_mut(id) else { return };
-        let State::Connecting(owner) = conn.state else { return };
         let in_use = u32::from(owner == Owner::Request);
         conn.state = State::Ready { protocol, in_use, idle_since: now, retiring: false };
         conn.created_at = now;
@@ -499,15 +504,9 @@ impl Pool {
         ep.connecting -= 1;
         ep.stats.created += 1;
         match protocol {
-            Protocol::Http2 { max_streams } => {
+            Protocol::Http2 { .. } => {
                 ep.http2 = true;
                 ep.shared.push(id);
-                if let Some(peer) = ep.peer_streams.filter(|&peer| peer < max_streams) {
-                    // Not read from this connection yet: what the peer said on the last one.
-                    if let Some(Conn { state: State::Ready { protocol, .. }, .. }) = self.conn_mut(id) {
-                        *protocol = Protocol::Http2 { max_streams: peer };
-                    }
-                }
             }
             Protocol::Http1 => {
                 // HTTP/1.1 after all (ALPN said so): stop holding requests for a shared connection.
@@ -1357,8 +1356,7 @@ mod tests {
     /// and the rest get a connection of their own.
     #[test]
     fn the_limit_a_peer_announced_holds_for_its_next_connection() {
-        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
-        let mut p = Pool::new(config, 1).unwrap();
+        let mut p = Pool::new(caps(10, 10), 1).unwrap();
         let first = http2_carrying(&mut p, 200, 3);
         p.on_stream_limit(at(0), first, 3);
         let Checkout::Connect(second) = p.checkout(at(0), 0, at(5)) else { panic!("the first is full") };
@@ -1387,8 +1385,7 @@ mod tests {
     /// connection: that one is taken to allow what the peer announced before.
     #[test]
     fn a_limit_of_zero_is_not_carried_to_the_next_connection() {
-        let config = PoolConfig { max_total: 10, max_per_endpoint: 10, ..PoolConfig::default() };
-        let mut p = Pool::new(config, 1).unwrap();
+        let mut p = Pool::new(caps(10, 10), 1).unwrap();
         let first = http2_carrying(&mut p, 200, 1);
         p.on_stream_limit(at(0), first, 4);
         p.on_stream_limit(at(0), first, 0);
