@@ -116,6 +116,19 @@ fn json_post(path: &str) -> blossom_client::RequestSpec {
     }
 }
 
+/// An h2c client whose breaker opens at the first failure and that retries no failure: only a
+/// request the server did not process goes again.
+fn unforgiving_h2c_client(addr: std::net::SocketAddr) -> blossom_client::BlossomClient {
+    common::builder(addr, |s| {
+        s.breaker.failure_threshold = 1;
+        s.breaker.failure_rate_threshold = None;
+        s.retry.max_retries = 0;
+    })
+    .http2_prior_knowledge()
+    .build()
+    .unwrap()
+}
+
 /// An h2c server on loopback that resets the first `refuse` streams with `REFUSED_STREAM` and
 /// answers the others; returns its address and the connections it accepted.
 async fn refusing_server(refuse: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
@@ -162,17 +175,56 @@ async fn a_refused_stream_is_retried_on_the_same_connection() {
 #[tokio::test]
 async fn a_refused_stream_is_sent_again_whatever_its_method_and_is_not_the_regions_failure() {
     let (addr, _) = refusing_server(1).await;
-    let client = common::builder(addr, |s| {
-        s.breaker.failure_threshold = 1;
-        s.breaker.failure_rate_threshold = None;
-        s.retry.max_retries = 0;
-    })
-    .http2_prior_knowledge()
-    .build()
-    .unwrap();
+    let client = unforgiving_h2c_client(addr);
     let post = json_post("/openai");
     let reply = client.send(&post).await.expect("sent again after the refusal");
     assert_eq!(reply.body, "echo");
+    assert_eq!(client.stats().requests_retried, 1);
+    assert_eq!(client.breaker_state("default"), Some(blossom_client::pool_core::BreakerState::Closed));
+}
+
+/// An h2c server on loopback whose first connection goes away (`GOAWAY`, `NO_ERROR`) before it
+/// reads a stream, so it processes none; later ones answer. Returns its address, the connections
+/// it accepted and the requests it answered.
+async fn going_away_server() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (accepted, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (connections, requests) = (accepted.clone(), answered.clone());
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let first = connections.fetch_add(1, Ordering::Relaxed) == 0;
+            let requests = requests.clone();
+            tokio::spawn(async move {
+                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
+                if first {
+                    // No frame after the preface is read yet: the GOAWAY's last stream is 0.
+                    connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+                }
+                while let Some(Ok((_request, mut respond))) = connection.accept().await {
+                    requests.fetch_add(1, Ordering::Relaxed);
+                    let response = http::Response::builder().header("content-type", "text/plain").body(()).unwrap();
+                    if let Ok(mut body) = respond.send_response(response, false) {
+                        let _ = body.send_data(Bytes::from_static(b"echo"), true);
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted, answered)
+}
+
+/// A graceful `GOAWAY` (`NO_ERROR`) that names a last stream below the request's says the server
+/// did not process it (RFC 9113, 8.7): as after `REFUSED_STREAM`, it goes again on a new
+/// connection even when it is not idempotent, and the region is not counted failed.
+#[tokio::test]
+async fn a_request_a_graceful_goaway_left_unprocessed_goes_again_on_a_new_connection() {
+    let (addr, accepted, answered) = going_away_server().await;
+    let client = unforgiving_h2c_client(addr);
+    let reply = client.send(&json_post("/openai")).await.expect("sent again on a new connection");
+    assert_eq!(reply.body, "echo");
+    assert_eq!(accepted.load(Ordering::Relaxed), 2, "the first connection went away");
+    assert_eq!(answered.load(Ordering::Relaxed), 1, "the server processed the request once");
     assert_eq!(client.stats().requests_retried, 1);
     assert_eq!(client.breaker_state("default"), Some(blossom_client::pool_core::BreakerState::Closed));
 }
