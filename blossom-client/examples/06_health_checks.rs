@@ -16,6 +16,21 @@ use blossom_client::{BlossomClient, ClientConfig, Region};
 use blossom_mock::Behavior;
 use futures_util::StreamExt;
 
+/// Waits, at most 5 s, for a health event of region `b` that `wanted` picks.
+async fn health_event_of_b(
+    events: &mut (impl futures_util::Stream<Item = blossom_client::ClientEvent> + Unpin),
+    wanted: fn(&HealthEvent) -> bool,
+) {
+    let seen = async {
+        while let Some(e) = events.next().await {
+            if e.region.as_deref() == Some("b") && matches!(&e.event, Event::Health(h) if wanted(h)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), seen).await;
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let live = common::live();
@@ -76,26 +91,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     report(&client, "all healthy");
     if !live {
+        // Each phase waits for `b`'s health event (at most 5 s), not for a fixed time that a
+        // loaded machine may not keep: on a stream subscribed before `b` fails.
+        let mut changes = Box::pin(client.events());
         b.set_behavior(Behavior::Status(503));
         for i in 0..20 {
             ok += usize::from(client.text().generate(&format!("Request {i}")).await.is_ok());
         }
-        tokio::time::sleep(Duration::from_millis(400)).await; // let the active checks run
+        // Three failed active checks mark it unhealthy.
+        health_event_of_b(&mut changes, |h| matches!(h, HealthEvent::MarkedUnhealthy { .. })).await;
         report(&client, "b failing");
-        // Passed checks readmit `b`, then mark it healthy: wait for that event (at most 5 s), not
-        // for a fixed time that a loaded machine may not keep. Subscribed before `b` recovers.
-        let mut changes = Box::pin(client.events());
+        // Passed checks readmit `b`, then mark it healthy.
         b.set_behavior(common::latency(5));
-        let b_healthy = async {
-            while let Some(e) = changes.next().await {
-                if e.region.as_deref() == Some("b")
-                    && matches!(e.event, Event::Health(HealthEvent::MarkedHealthy { .. }))
-                {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(5), b_healthy).await;
+        health_event_of_b(&mut changes, |h| matches!(h, HealthEvent::MarkedHealthy { .. })).await;
         let before = b.stats().generations;
         for i in 0..20 {
             ok += usize::from(client.text().generate(&format!("Request {i}")).await.is_ok());
