@@ -129,9 +129,9 @@ fn unforgiving_h2c_client(addr: std::net::SocketAddr) -> blossom_client::Blossom
     .unwrap()
 }
 
-/// An h2c server on loopback that resets the first `refuse` streams with `REFUSED_STREAM` and
-/// answers the others; returns its address and the connections it accepted.
-async fn refusing_server(refuse: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// An h2c server on loopback that resets the first `refuse` streams with `reason` and answers the
+/// others; returns its address and the connections it accepted.
+async fn resetting_server(refuse: usize, reason: h2::Reason) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
@@ -145,7 +145,7 @@ async fn refusing_server(refuse: usize) -> (std::net::SocketAddr, Arc<AtomicUsiz
                 let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
                 while let Some(Ok((_request, mut respond))) = connection.accept().await {
                     if streams.fetch_add(1, Ordering::Relaxed) < refuse {
-                        respond.send_reset(h2::Reason::REFUSED_STREAM);
+                        respond.send_reset(reason);
                         continue;
                     }
                     let response = http::Response::builder().header("content-type", "text/plain").body(()).unwrap();
@@ -161,7 +161,7 @@ async fn refusing_server(refuse: usize) -> (std::net::SocketAddr, Arc<AtomicUsiz
 
 #[tokio::test]
 async fn a_refused_stream_is_retried_on_the_same_connection() {
-    let (addr, accepted) = refusing_server(1).await;
+    let (addr, accepted) = resetting_server(1, h2::Reason::REFUSED_STREAM).await;
     let client = common::builder(addr, |_| {}).http2_prior_knowledge().build().unwrap();
     assert_eq!(client.text().generate("hello").await.unwrap(), "echo");
     assert_eq!(client.stats().requests_retried, 1, "the refused stream was retried");
@@ -174,7 +174,7 @@ async fn a_refused_stream_is_retried_on_the_same_connection() {
 /// breaker that opens at the first failure stays closed).
 #[tokio::test]
 async fn a_refused_stream_is_sent_again_whatever_its_method_and_is_not_the_regions_failure() {
-    let (addr, _) = refusing_server(1).await;
+    let (addr, _) = resetting_server(1, h2::Reason::REFUSED_STREAM).await;
     let client = unforgiving_h2c_client(addr);
     let post = json_post("/openai");
     let reply = client.send(&post).await.expect("sent again after the refusal");
@@ -214,11 +214,12 @@ async fn going_away_server() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<Ato
     (addr, accepted, answered)
 }
 
-/// A graceful `GOAWAY` (`NO_ERROR`) that names a last stream below the request's says the server
+/// A `GOAWAY` with `NO_ERROR` (here a single one, naming stream 0, not h2's two-step graceful
+/// shutdown) that names a last stream below the request's says the server
 /// did not process it (RFC 9113, 8.7): as after `REFUSED_STREAM`, it goes again on a new
 /// connection even when it is not idempotent, and the region is not counted failed.
 #[tokio::test]
-async fn a_request_a_graceful_goaway_left_unprocessed_goes_again_on_a_new_connection() {
+async fn a_request_a_goaway_left_unprocessed_goes_again_on_a_new_connection() {
     let (addr, accepted, answered) = going_away_server().await;
     let client = unforgiving_h2c_client(addr);
     let reply = client.send(&json_post("/openai")).await.expect("sent again on a new connection");
@@ -227,6 +228,18 @@ async fn a_request_a_graceful_goaway_left_unprocessed_goes_again_on_a_new_connec
     assert_eq!(answered.load(Ordering::Relaxed), 1, "the server processed the request once");
     assert_eq!(client.stats().requests_retried, 1);
     assert_eq!(client.breaker_state("default"), Some(blossom_client::pool_core::BreakerState::Closed));
+}
+
+/// A stream reset with `NO_ERROR` outside a `GOAWAY` does not say the request went unprocessed:
+/// a `POST` sent once is not sent again, and the failure counts against the region.
+#[tokio::test]
+async fn a_stream_reset_with_no_error_is_not_taken_for_an_unprocessed_request() {
+    let (addr, _) = resetting_server(1, h2::Reason::NO_ERROR).await;
+    let client = unforgiving_h2c_client(addr);
+    let error = client.send(&json_post("/openai")).await.expect_err("a POST is not sent twice");
+    assert!(matches!(error, blossom_client::Error::Http { .. }), "{error:?}");
+    assert_eq!(client.stats().requests_retried, 0);
+    assert_eq!(client.breaker_state("default"), Some(blossom_client::pool_core::BreakerState::Open));
 }
 
 /// An h2c server on loopback: `POST /a` is answered 303 to `/b`, whose first request is refused
