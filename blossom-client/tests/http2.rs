@@ -129,34 +129,63 @@ fn unforgiving_h2c_client(addr: std::net::SocketAddr) -> blossom_client::Blossom
     .unwrap()
 }
 
-/// An h2c server on loopback that resets the first `refuse` streams with `reason` and answers the
-/// others; returns its address and the connections it accepted.
-async fn resetting_server(refuse: usize, reason: h2::Reason) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+/// An h2c server on loopback: each connection it accepts goes, after the handshake, to `serve`
+/// with its number (from 0). Returns its address and the connections it accepted.
+async fn h2c_server<F, S>(serve: F) -> (std::net::SocketAddr, Arc<AtomicUsize>)
+where
+    F: Fn(usize, H2ServerConnection) -> S + Send + Sync + 'static,
+    S: std::future::Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
-    let streams = Arc::new(AtomicUsize::new(0));
+    let serve = Arc::new(serve);
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::Relaxed);
-            let streams = streams.clone();
+            let number = counter.fetch_add(1, Ordering::Relaxed);
+            let serve = serve.clone();
             tokio::spawn(async move {
-                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
-                while let Some(Ok((_request, mut respond))) = connection.accept().await {
-                    if streams.fetch_add(1, Ordering::Relaxed) < refuse {
-                        respond.send_reset(reason);
-                        continue;
-                    }
-                    let response = http::Response::builder().header("content-type", "text/plain").body(()).unwrap();
-                    if let Ok(mut body) = respond.send_response(response, false) {
-                        let _ = body.send_data(Bytes::from_static(b"echo"), true);
-                    }
+                if let Ok(connection) = h2::server::handshake(tcp).await {
+                    serve(number, connection).await;
                 }
             });
         }
     });
     (addr, accepted)
+}
+
+type H2ServerConnection = h2::server::Connection<tokio::net::TcpStream, Bytes>;
+
+/// Answers a stream with `head` and the body `text`.
+fn respond(mut stream: h2::server::SendResponse<Bytes>, head: http::Response<()>, text: &'static [u8]) {
+    if let Ok(mut body) = stream.send_response(head, false) {
+        let _ = body.send_data(Bytes::from_static(text), true);
+    }
+}
+
+/// Answers a stream `echo`, as text.
+fn echo(stream: h2::server::SendResponse<Bytes>) {
+    respond(stream, http::Response::builder().header("content-type", "text/plain").body(()).unwrap(), b"echo");
+}
+
+/// An h2c server on loopback that resets the first `refuse` streams with `reason` and answers the
+/// others; returns its address and the connections it accepted.
+async fn resetting_server(refuse: usize, reason: h2::Reason) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let streams = Arc::new(AtomicUsize::new(0));
+    h2c_server(move |_, mut connection| {
+        let streams = streams.clone();
+        async move {
+            while let Some(Ok((_request, mut stream))) = connection.accept().await {
+                if streams.fetch_add(1, Ordering::Relaxed) < refuse {
+                    stream.send_reset(reason);
+                } else {
+                    echo(stream);
+                }
+            }
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -187,30 +216,22 @@ async fn a_refused_stream_is_sent_again_whatever_its_method_and_is_not_the_regio
 /// reads a stream, so it processes none; later ones answer. Returns its address, the connections
 /// it accepted and the requests it answered.
 async fn going_away_server() -> (std::net::SocketAddr, Arc<AtomicUsize>, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (accepted, answered) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let (connections, requests) = (accepted.clone(), answered.clone());
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let first = connections.fetch_add(1, Ordering::Relaxed) == 0;
-            let requests = requests.clone();
-            tokio::spawn(async move {
-                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
-                if first {
-                    // No frame after the preface is read yet: the GOAWAY's last stream is 0.
-                    connection.abrupt_shutdown(h2::Reason::NO_ERROR);
-                }
-                while let Some(Ok((_request, mut respond))) = connection.accept().await {
-                    requests.fetch_add(1, Ordering::Relaxed);
-                    let response = http::Response::builder().header("content-type", "text/plain").body(()).unwrap();
-                    if let Ok(mut body) = respond.send_response(response, false) {
-                        let _ = body.send_data(Bytes::from_static(b"echo"), true);
-                    }
-                }
-            });
+    let answered = Arc::new(AtomicUsize::new(0));
+    let requests = answered.clone();
+    let (addr, accepted) = h2c_server(move |number, mut connection| {
+        let requests = requests.clone();
+        async move {
+            if number == 0 {
+                // No frame after the preface is read yet: the GOAWAY's last stream is 0.
+                connection.abrupt_shutdown(h2::Reason::NO_ERROR);
+            }
+            while let Some(Ok((_request, stream))) = connection.accept().await {
+                requests.fetch_add(1, Ordering::Relaxed);
+                echo(stream);
+            }
         }
-    });
+    })
+    .await;
     (addr, accepted, answered)
 }
 
@@ -245,32 +266,26 @@ async fn a_stream_reset_with_no_error_is_not_taken_for_an_unprocessed_request() 
 /// An h2c server on loopback: `POST /a` is answered 303 to `/b`, whose first request is refused
 /// (`REFUSED_STREAM`) and later ones answered; returns its address and the `POST`s it saw.
 async fn redirect_then_refuse_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let posts = Arc::new(AtomicUsize::new(0));
     let (seen, refused) = (posts.clone(), Arc::new(AtomicUsize::new(0)));
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let (seen, refused) = (seen.clone(), refused.clone());
-            tokio::spawn(async move {
-                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
-                while let Some(Ok((request, mut respond))) = connection.accept().await {
-                    let response = if request.method() == http::Method::POST {
-                        seen.fetch_add(1, Ordering::Relaxed);
-                        http::Response::builder().status(303).header("location", "/b").body(()).unwrap()
-                    } else if refused.fetch_add(1, Ordering::Relaxed) == 0 {
-                        respond.send_reset(h2::Reason::REFUSED_STREAM);
-                        continue;
-                    } else {
-                        http::Response::builder().body(()).unwrap()
-                    };
-                    if let Ok(mut body) = respond.send_response(response, false) {
-                        let _ = body.send_data(Bytes::from_static(b"done"), true);
-                    }
-                }
-            });
+    let (addr, _) = h2c_server(move |_, mut connection| {
+        let (seen, refused) = (seen.clone(), refused.clone());
+        async move {
+            while let Some(Ok((request, mut stream))) = connection.accept().await {
+                let head = if request.method() == http::Method::POST {
+                    seen.fetch_add(1, Ordering::Relaxed);
+                    http::Response::builder().status(303).header("location", "/b").body(()).unwrap()
+                } else if refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                    stream.send_reset(h2::Reason::REFUSED_STREAM);
+                    continue;
+                } else {
+                    http::Response::builder().body(()).unwrap()
+                };
+                respond(stream, head, b"done");
+            }
         }
-    });
+    })
+    .await;
     (addr, posts)
 }
 
@@ -400,35 +415,22 @@ async fn silent_server() -> (std::net::SocketAddr, Arc<AtomicUsize>) {
 
 /// As `silent_server`, but answers the first `answered` requests of each connection first.
 async fn silent_after(answered: usize) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let counter = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            counter.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let Ok(mut connection) = h2::server::handshake(tcp).await else { return };
-                for _ in 0..answered {
-                    let Some(Ok((_request, mut respond))) = connection.accept().await else { return };
-                    let response = http::Response::builder().header("content-type", "text/plain").body(()).unwrap();
-                    if let Ok(mut body) = respond.send_response(response, false) {
-                        let _ = body.send_data(Bytes::from_static(b"echo"), true);
-                    }
-                }
-                if answered == 0 {
-                    let _request = connection.accept().await;
-                } else {
-                    // Flushes the answers, then stops: the PINGs that follow go unanswered.
-                    let _ = tokio::time::timeout(Duration::from_millis(10), connection.accept()).await;
-                }
-                // Held, never polled again: no answer, no PONG.
-                std::future::pending::<()>().await;
-                drop(connection);
-            });
+    h2c_server(move |_, mut connection| async move {
+        for _ in 0..answered {
+            let Some(Ok((_request, stream))) = connection.accept().await else { return };
+            echo(stream);
         }
-    });
-    (addr, accepted)
+        if answered == 0 {
+            let _request = connection.accept().await;
+        } else {
+            // Flushes the answers, then stops: the PINGs that follow go unanswered.
+            let _ = tokio::time::timeout(Duration::from_millis(10), connection.accept()).await;
+        }
+        // Held, never polled again: no answer, no PONG.
+        std::future::pending::<()>().await;
+        drop(connection);
+    })
+    .await
 }
 
 // Paused time: the clock jumps from one timer to the next, so the instants below are exact.

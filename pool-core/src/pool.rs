@@ -1121,6 +1121,19 @@ mod tests {
         c
     }
 
+    /// An HTTP/2 endpoint whose first connection carries `streams` and then hears the peer
+    /// announce `limits` (the last leaves it full): the pool and the second connection, being
+    /// opened for the next checkout.
+    fn second_connection_after(streams: usize, limits: &[u32]) -> (Pool, ConnId) {
+        let mut p = Pool::new(caps(10, 10), 1).unwrap();
+        let first = http2_carrying(&mut p, 200, streams);
+        for &limit in limits {
+            p.on_stream_limit(at(0), first, limit);
+        }
+        let Checkout::Connect(second) = p.checkout(at(0), 0, at(5)) else { panic!("the first is full") };
+        (p, second)
+    }
+
     fn connect(p: &mut Pool, now: Time, endpoint: usize) -> ConnId {
         match p.checkout(now, endpoint, now + Duration::from_secs(5)) {
             Checkout::Connect(id) => {
@@ -1356,10 +1369,7 @@ mod tests {
     /// and the rest get a connection of their own.
     #[test]
     fn the_limit_a_peer_announced_holds_for_its_next_connection() {
-        let mut p = Pool::new(caps(10, 10), 1).unwrap();
-        let first = http2_carrying(&mut p, 200, 3);
-        p.on_stream_limit(at(0), first, 3);
-        let Checkout::Connect(second) = p.checkout(at(0), 0, at(5)) else { panic!("the first is full") };
+        let (mut p, second) = second_connection_after(3, &[3]);
         let waiters: Vec<_> = (0..3)
             .map(|_| match p.checkout(at(0), 0, at(5)) {
                 Checkout::Wait(w) => w,
@@ -1385,11 +1395,7 @@ mod tests {
     /// connection: that one is taken to allow what the peer announced before.
     #[test]
     fn a_limit_of_zero_is_not_carried_to_the_next_connection() {
-        let mut p = Pool::new(caps(10, 10), 1).unwrap();
-        let first = http2_carrying(&mut p, 200, 1);
-        p.on_stream_limit(at(0), first, 4);
-        p.on_stream_limit(at(0), first, 0);
-        let Checkout::Connect(second) = p.checkout(at(0), 0, at(5)) else { panic!("the first takes none") };
+        let (mut p, second) = second_connection_after(1, &[4, 0]);
         p.on_connected(at(0), second, Protocol::Http2 { max_streams: 200 });
         for _ in 1..4 {
             assert_eq!(p.checkout(at(0), 0, at(5)), Checkout::Reuse(second));
